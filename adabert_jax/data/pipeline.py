@@ -1,0 +1,57 @@
+"""The data stage: every split of a task, tokenized with the teacher's vocabulary."""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+import numpy as np
+
+from adabert_jax.data import sources, tokenization
+from adabert_jax.data.tasks import Task, get_task
+from adabert_jax.teacher import assets
+
+
+def default_cache_dir() -> str:
+  return os.environ.get("ADABERT_CACHE_DIR", os.path.join(
+      os.path.expanduser("~"), ".cache", "adabert_jax", "tokenized"))
+
+
+def source_from_config(task: Task, data: ml_collections.ConfigDict) -> sources.Source:
+  return sources.make_source(task, source=data.source, glue_dir=data.glue_dir,
+                             tfds_data_dir=data.tfds_data_dir, seed=data.split_seed,
+                             dev_fraction=data.dev_fraction)
+
+
+def load_task_data(config: ml_collections.ConfigDict
+                   ) -> tuple[Task, dict[str, dict[str, np.ndarray]], tokenization.Vocab]:
+  """Tokenized arrays of every split of ``config.task`` (cached on disk).
+
+  ``config.data.train_subset`` > 0 keeps a fixed, seeded subset of train (for CPU runs).
+  """
+  task = get_task(config.task)
+  source = source_from_config(task, config.data)
+  vocab = tokenization.load_vocab(assets.resolve_model_dir(config.teacher.checkpoint))
+  cache_dir = config.data.cache_dir or default_cache_dir()
+  splits = {}
+  for split in task.splits:
+    arrays = tokenization.load_tokenized(task, split, source, vocab, config.data.max_len,
+                                         cache_dir)
+    if split == "train" and 0 < config.data.train_subset < len(arrays["label"]):
+      keep = np.sort(np.random.default_rng(config.data.split_seed).permutation(
+          len(arrays["label"]))[:config.data.train_subset])
+      arrays = {name: a[keep] for name, a in arrays.items()}
+    splits[split] = arrays
+  return task, splits, vocab
+
+
+def describe(task: Task, splits: dict[str, dict[str, np.ndarray]]) -> str:
+  """A small table: examples, label balance and truncation per split."""
+  lines = [f"task {task.name}: {task.num_classes} classes, metric {task.metric}",
+           f"{'split':<16}{'examples':>10}  {'label shares':<24}{'truncated':>10}"]
+  for split, arrays in splits.items():
+    counts = np.bincount(arrays["label"], minlength=task.num_classes)
+    shares = " ".join(f"{c / counts.sum():.2f}" for c in counts)
+    truncated = float(np.mean(arrays["attention_mask"][:, -1] == 1))
+    lines.append(f"{split:<16}{len(arrays['label']):>10}  {shares:<24}{truncated:>10.1%}")
+  return "\n".join(lines)

