@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Callable
 
-from absl import app, flags
+from absl import app, flags, logging
 import ml_collections
 from ml_collections import config_flags
 
@@ -43,6 +43,7 @@ def run(main: Callable[[list[str]], None]) -> None:
   """absl's app.run, with a UserError printed as one line (exit 2), not a traceback."""
 
   def wrapped(argv):
+    logging.set_verbosity(logging.WARNING)  # keep JAX's INFO chatter off the console
     try:
       main(argv)
     except UserError as e:

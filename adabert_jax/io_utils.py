@@ -19,6 +19,9 @@ def atomic_path(path: str) -> Iterator[str]:
   fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
                              suffix=".tmp")
   os.close(fd)
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make artefacts private
   try:
     yield tmp
     os.replace(tmp, path)
@@ -43,3 +46,11 @@ def save_json_atomic(path: str, obj: Any) -> None:
 def load_json(path: str) -> Any:
   with open(path) as f:
     return json.load(f)
+
+
+def json_dumps(obj: Any) -> str:
+  return json.dumps(obj, sort_keys=True)
+
+
+def json_loads(text: str) -> Any:
+  return json.loads(text)

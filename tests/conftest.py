@@ -37,3 +37,47 @@ def vocab():
 @pytest.fixture
 def cache_dir(tmp_path):
   return str(tmp_path / "cache")
+
+
+def load_config(preset: str = "tiny"):
+  """experiments/configs/default.py:<preset>, as the entry points see it."""
+  import importlib.util
+
+  spec = importlib.util.spec_from_file_location(
+      "default_config", os.path.join(REPO_ROOT, "experiments", "configs", "default.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(preset)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory, vocab):
+  """A randomly initialised 2-layer, 16-wide BERT with the real vocabulary, saved as a
+  Hugging Face checkpoint folder (safetensors), like a user's local checkpoint."""
+  import shutil
+
+  from transformers import BertConfig, FlaxBertModel
+
+  path = tmp_path_factory.mktemp("tiny_bert")
+  config = BertConfig(vocab_size=vocab.size, hidden_size=16, num_hidden_layers=2,
+                      num_attention_heads=2, intermediate_size=32,
+                      max_position_embeddings=64)
+  FlaxBertModel(config, seed=0).save_pretrained(str(path), safe_serialization=True)
+  shutil.copy(vocab.path, path / "vocab.txt")
+  return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_splits(vocab):
+  """A small two-class task: tokenized rotten_tomatoes examples (train 64, dev 24)."""
+  from adabert_jax.data import sources, tokenization
+  from adabert_jax.data.tasks import get_task
+
+  task = get_task("rotten_tomatoes")
+  source = sources.MovieReviewsSource()
+  splits = {}
+  for split, n in (("train", 64), ("dev", 24)):
+    raw = source.read(task, split)
+    raw = sources.RawSplit(task.name, split, (raw.texts[0][:n],), raw.labels[:n])
+    splits[split] = tokenization.tokenize(raw, vocab, max_len=32)
+  return task, splits

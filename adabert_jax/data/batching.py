@@ -62,3 +62,71 @@ def eval_batches(arrays: Mapping[str, np.ndarray], batch_size: int) -> Iterator[
     batch["weight"] = np.concatenate(
         [np.ones(stop - start, np.float32), np.zeros(pad, np.float32)])
     yield batch
+
+
+# ---------------------------------------------------------------------------------------
+# Length bucketing: most sentences are far shorter than max_len, so batches of similar
+# lengths are trimmed to a few bucket lengths (max_len, max_len/2, ...): few shapes means
+# few compilations, short shapes mean much less attention and feed-forward work.
+# ---------------------------------------------------------------------------------------
+
+SEQUENCE_FEATURES = ("input_ids", "token_type_ids", "attention_mask")
+
+
+def bucket_lengths(max_len: int, smallest: int = 16) -> tuple[int, ...]:
+  lengths, length = [], max_len
+  while length >= smallest:
+    lengths.append(length)
+    length //= 2
+  return tuple(sorted(lengths))
+
+
+def bucket_for(batch: Batch, max_len: int) -> int:
+  """The shortest bucket length that holds every real token of the batch."""
+  longest = int(batch["attention_mask"].sum(1).max())
+  return next(b for b in bucket_lengths(max_len) if b >= longest)
+
+
+def trim(batch: Batch, length: int) -> Batch:
+  return {name: (a[:, :length] if name in SEQUENCE_FEATURES else a)
+          for name, a in batch.items()}
+
+
+def bucketed_train_batches(arrays: Mapping[str, np.ndarray], batch_size: int,
+                           key: jax.Array, epoch: int, max_len: int,
+                           pool_batches: int = 64) -> Iterator[Batch]:
+  """Shuffled batches of similar lengths, each trimmed to its bucket.
+
+  The epoch's permutation is cut into pools of `pool_batches` batches; each pool is sorted
+  by length and split into batches, and the batches of the epoch are shuffled, so order
+  stays random while padding shrinks. A pure function of (key, epoch).
+  """
+  n = num_examples(arrays)
+  if n < batch_size:
+    raise UserError(f"The training split has {n} examples, fewer than one batch of "
+                    f"{batch_size}: lower the batch size (--config.*.batch_size).")
+  order = epoch_permutation(key, epoch, n)[:n - n % batch_size]
+  lengths = arrays["attention_mask"].sum(1)
+  pool = batch_size * pool_batches
+  batches = []
+  for start in range(0, len(order), pool):
+    chunk = order[start:start + pool]
+    chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+    batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+  shuffle = np.asarray(jax.random.permutation(
+      jax.random.fold_in(jax.random.fold_in(key, epoch), 1), len(batches)))
+  for b in shuffle:
+    batch = {name: a[batches[b]] for name, a in arrays.items()}
+    yield trim(batch, bucket_for(batch, max_len))
+
+
+def length_sorted_eval_batches(arrays: Mapping[str, np.ndarray], batch_size: int,
+                               max_len: int) -> Iterator[tuple[np.ndarray, Batch]]:
+  """(example indices, batch) over all examples sorted by length, trimmed to buckets;
+  the last batch is padded (``weight`` 0). Scatter outputs back with the indices."""
+  order = np.argsort(arrays["attention_mask"].sum(1), kind="stable")
+  sorted_arrays = {name: a[order] for name, a in arrays.items()}
+  for start, batch in zip(range(0, len(order), batch_size),
+                          eval_batches(sorted_arrays, batch_size)):
+    idx = order[start:start + batch_size]
+    yield idx, trim(batch, bucket_for(batch, max_len))

@@ -43,6 +43,11 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
   c.teacher.eval_every_steps = 0  # 0 = once per epoch
   c.teacher.dropout = 0.1
 
+  c.probes = ml_collections.ConfigDict()
+  c.probes.epochs = 5  # the authors' code: 5 epochs of Adam on the frozen teacher
+  c.probes.batch_size = 64
+  c.probes.learning_rate = 1e-3
+
   if preset in ("quick", "tiny"):
     c.data.max_len = 64
     c.teacher.epochs = 1

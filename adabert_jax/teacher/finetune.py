@@ -1,0 +1,174 @@
+"""Fine-tuning the BERT teacher on a task: AdamW, warm-up + linear decay, dev evaluation,
+the best checkpoint kept."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from adabert_jax import io_utils
+from adabert_jax.data import batching
+from adabert_jax.data.tasks import Task
+from adabert_jax.eval import metrics as metrics_lib
+from adabert_jax.teacher import bert
+from adabert_jax.train import checkpoints, progress, sharding
+
+RESULT_FILE = "result.json"
+
+
+def teacher_dir(workdir: str) -> str:
+  return os.path.join(workdir, "teacher")
+
+
+def stage_fingerprint(config: ml_collections.ConfigDict, task: Task) -> dict:
+  """What the fine-tuned teacher depends on; a result with another one is stale."""
+  return {"task": task.name, "teacher": config.teacher.to_dict(),
+          "data": {k: v for k, v in config.data.to_dict().items() if k != "cache_dir"},
+          "seed": config.seed}
+
+
+def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int
+                   ) -> optax.GradientTransformation:
+  warmup = max(1, int(cfg.warmup_fraction * total_steps))
+  schedule = optax.join_schedules([
+      optax.linear_schedule(0.0, cfg.learning_rate, warmup),
+      optax.linear_schedule(cfg.learning_rate, 0.0, max(1, total_steps - warmup))], [warmup])
+  # No weight decay on biases and LayerNorm parameters (BERT's recipe).
+  decay_mask = lambda params: jax.tree_util.tree_map_with_path(  # noqa: E731
+      lambda path, x: x.ndim > 1, params)
+  return optax.chain(optax.clip_by_global_norm(1.0),
+                     optax.adamw(schedule, weight_decay=cfg.weight_decay, mask=decay_mask))
+
+
+def make_train_step(teacher: bert.Teacher, tx: optax.GradientTransformation,
+                    dropout: float) -> Callable:
+
+  def train_step(state, batch, key):
+    params, opt_state, step = state["params"], state["opt_state"], state["step"]
+
+    def loss_fn(p):
+      logits = teacher.logits(p, batch, train=True, dropout_rate=dropout,
+                              dropout_key=jax.random.fold_in(key, step))
+      return optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    return {"params": params, "opt_state": opt_state, "step": step + 1}, loss
+
+  return jax.jit(train_step, donate_argnums=(0,))
+
+
+def predict_logits(teacher: bert.Teacher, params: Any, arrays: dict[str, np.ndarray],
+                   batch_size: int, max_len: int, mesh) -> np.ndarray:
+  """Task logits [N, C] for every example, in the original order."""
+  logits_fn = _jitted_logits(teacher)
+  out = np.zeros((len(arrays["label"]), teacher.num_classes), np.float32)
+  for idx, batch in batching.length_sorted_eval_batches(arrays, batch_size, max_len):
+    logits = np.asarray(logits_fn(params, sharding.shard_batch(batch, mesh)))
+    out[idx] = logits[:len(idx)]
+  return out
+
+
+@functools.cache
+def _jitted_logits(teacher: bert.Teacher) -> Callable:
+  return jax.jit(lambda params, batch: teacher.logits(params, batch))
+
+
+def evaluate(teacher, params, task: Task, arrays, batch_size, max_len, mesh) -> dict:
+  logits = predict_logits(teacher, params, arrays, batch_size, max_len, mesh)
+  return metrics_lib.compute_metrics(task, logits.argmax(-1), arrays["label"])
+
+
+def finetune(config: ml_collections.ConfigDict, task: Task,
+             splits: dict[str, dict[str, np.ndarray]], workdir: str) -> dict:
+  """Fine-tunes the teacher; keeps the checkpoint with the best dev score.
+
+  Writes <workdir>/teacher/{best/, result.json, log.jsonl}; returns the result.
+  """
+  cfg = config.teacher
+  out_dir = teacher_dir(workdir)
+  os.makedirs(out_dir, exist_ok=True)
+  log = progress.MetricsLog(os.path.join(out_dir, "log.jsonl"))
+  key = jax.random.key(config.seed)
+  init_key, data_key, dropout_key = jax.random.split(key, 3)
+  teacher, params, _ = bert.load_teacher(cfg.checkpoint, task.num_classes, init_key)
+  mesh = sharding.make_mesh()
+  sharding.check_batch_size(cfg.batch_size, mesh, "teacher.batch_size")
+  max_len = cfg.max_len or config.data.max_len
+  train = {k: v[:, :max_len] if v.ndim == 2 else v for k, v in splits["train"].items()}
+  dev = {k: v[:, :max_len] if v.ndim == 2 else v
+         for k, v in splits[task.main_dev_split].items()}
+  steps_per_epoch = batching.steps_per_epoch(train, cfg.batch_size)
+  total_steps = steps_per_epoch * cfg.epochs
+  tx = make_optimizer(cfg, total_steps)
+  state = sharding.replicate(
+      {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)},
+      mesh)
+  train_step = make_train_step(teacher, tx, cfg.dropout)
+  eval_every = cfg.eval_every_steps or steps_per_epoch
+  best: dict = {"score": -np.inf}
+  start = time.time()
+  bar = progress.progress(total_steps * cfg.batch_size, f"teacher {task.name}")
+  step = 0
+  for epoch in range(cfg.epochs):
+    if cfg.bucket_lengths:
+      batches = batching.bucketed_train_batches(train, cfg.batch_size, data_key, epoch,
+                                                max_len)
+    else:
+      batches = batching.train_batches(train, cfg.batch_size, data_key, epoch)
+    for batch in batches:
+      state, loss = train_step(state, sharding.shard_batch(batch, mesh), dropout_key)
+      step += 1
+      bar.update(cfg.batch_size)
+      if step % 50 == 0:
+        loss = float(loss)
+        bar.set_postfix(loss=f"{loss:.3f}", epoch=epoch)
+        log.write(step=step, epoch=epoch, loss=loss)
+      if step % eval_every == 0 or step == total_steps:
+        dev_metrics = evaluate(teacher, state["params"], task, dev, 2 * cfg.batch_size,
+                               max_len, mesh)
+        log.write(step=step, epoch=epoch, dev=dev_metrics,
+                  elapsed_s=round(time.time() - start, 1))
+        bar.write(f"step {step} epoch {epoch}: dev " + ", ".join(
+            f"{k} {v:.2f}" for k, v in dev_metrics.items() if k != "num_examples"))
+        if dev_metrics["score"] > best["score"]:
+          best = {"score": dev_metrics["score"], "step": step, "epoch": epoch,
+                  "dev": dev_metrics}
+          checkpoints.save_pytree(os.path.join(out_dir, "best"), state["params"])
+  bar.close()
+  elapsed = time.time() - start
+  result = {
+      "task": task.name, "model_dir": teacher.model_dir, "num_layers": teacher.num_layers,
+      "hidden_size": teacher.hidden_size, "num_classes": task.num_classes,
+      "best_step": best["step"], "best_epoch": best["epoch"], "dev": best["dev"],
+      "train_examples": int(len(train["label"])), "total_steps": total_steps,
+      "wall_time_s": round(elapsed, 1),
+      "train_examples_per_s": round(total_steps * cfg.batch_size / elapsed, 1),
+      "fingerprint": stage_fingerprint(config, task),
+  }
+  result["checkpoint_id"] = hashlib.sha256(
+      json.dumps(result, sort_keys=True, default=str).encode()).hexdigest()[:16]
+  io_utils.save_json_atomic(os.path.join(out_dir, RESULT_FILE), result)
+  return result
+
+
+def load_finetuned(workdir: str, checkpoint: str, key: jax.Array | None = None
+                   ) -> tuple[bert.Teacher, Any, dict]:
+  """The fine-tuned teacher of a run directory: (teacher, params, result.json)."""
+  out_dir = teacher_dir(workdir)
+  result = io_utils.load_json(os.path.join(out_dir, RESULT_FILE))
+  teacher, params, _ = bert.load_teacher(checkpoint, result["num_classes"],
+                                         key if key is not None else jax.random.key(0))
+  params = checkpoints.restore_pytree(os.path.join(out_dir, "best"), params)
+  return teacher, params, result
