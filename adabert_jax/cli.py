@@ -19,6 +19,8 @@ flags.DEFINE_string("task", None, "Task name (overrides config.task), e.g. sst2,
 flags.DEFINE_string("glue_dir", None, "GLUE folder with <TASK>/train.tsv and dev.tsv "
                     "(overrides config.data.glue_dir).")
 flags.DEFINE_string("workdir", None, "Run directory: every artefact of the run goes here.")
+flags.DEFINE_bool("overwrite", False, "Discard a stage's artefacts in --workdir that were "
+                  "made by a different config, instead of refusing to run.")
 
 
 def config_with_flags(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -54,3 +54,9 @@ def json_dumps(obj: Any) -> str:
 
 def json_loads(text: str) -> Any:
   return json.loads(text)
+
+
+def save_text_atomic(path: str, text: str) -> None:
+  with atomic_path(path) as tmp:
+    with open(tmp, "w") as f:
+      f.write(text)

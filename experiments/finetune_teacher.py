@@ -1,12 +1,15 @@
 """Fine-tune the BERT teacher on a task and keep its best dev checkpoint.
 
+Reuses a finished fine-tune of the same config in --workdir.
+
   python experiments/finetune_teacher.py --task=sst2 --glue_dir=../shared/glue \
-      --workdir=runs/sst2 --config.data.max_len=64
+      --workdir=runs/sst2 --config=experiments/configs/default.py:cpu
 """
 
-from adabert_jax import cli
+from absl import flags
+
+from adabert_jax import cli, stages
 from adabert_jax.data import pipeline as data_pipeline
-from adabert_jax.teacher import finetune
 
 _CONFIG = cli.define_config_flag(cli.default_config("paper"))
 
@@ -16,7 +19,7 @@ def main(argv):
   config = cli.config_with_flags(_CONFIG.value)
   workdir = cli.require_workdir()
   task, splits, _ = data_pipeline.load_task_data(config)
-  result = finetune.finetune(config, task, splits, workdir)
+  result = stages.ensure_teacher(config, task, splits, workdir, flags.FLAGS.overwrite)
   print(f"teacher {task.name}: best dev {result['dev']} at step {result['best_step']}, "
         f"{result['wall_time_s']:.0f} s, {result['train_examples_per_s']} train examples/s")
 

@@ -1,22 +1,60 @@
-"""The whole AdaBERT pipeline, one stage after another, resumable.
+"""The whole AdaBERT pipeline as one command, resumable stage by stage.
 
-  python experiments/pipeline.py --config=experiments/configs/default.py:quick \
-      --workdir=runs/demo
-  python experiments/pipeline.py --task=sst2 --glue_dir=../shared/glue --workdir=runs/sst2
+data -> teacher fine-tune -> probes + precompute -> search -> derive + student training
+-> benchmark -> report. Each stage is skipped when its artefact in --workdir exists and
+matches the config, so a killed run picks up where it stopped.
+
+  python experiments/pipeline.py --workdir=runs/demo              # offline default, quick
+  python experiments/pipeline.py --task=sst2 --glue_dir=../shared/glue --workdir=runs/sst2 \
+      --config=experiments/configs/default.py:cpu
 """
 
-from adabert_jax import cli
-from adabert_jax.data import pipeline as data_pipeline
+import time
 
+from absl import flags
+
+from adabert_jax import cli, stages
+from adabert_jax.data import pipeline as data_pipeline
+from adabert_jax.eval import report
+
+flags.DEFINE_enum("stop_after", "report", ["data", "teacher", "precompute", "search",
+                                           "student", "benchmark", "report"],
+                  "Stop after this stage.")
 _CONFIG = cli.define_config_flag(cli.default_config("quick"))
 
 
 def main(argv):
   del argv
+  start = time.time()
   config = cli.config_with_flags(_CONFIG.value)
-  cli.require_workdir()
+  workdir = cli.require_workdir()
+  overwrite, stop_after = flags.FLAGS.overwrite, flags.FLAGS.stop_after
   task, splits, vocab = data_pipeline.load_task_data(config)
   print(data_pipeline.describe(task, splits))
+  if stop_after == "data":
+    return
+  teacher = stages.ensure_teacher(config, task, splits, workdir, overwrite)
+  if stop_after == "teacher":
+    return
+  knowledge = stages.ensure_knowledge(config, task, splits, vocab, workdir, teacher,
+                                      overwrite)
+  if stop_after == "precompute":
+    return
+  search = stages.ensure_search(config, task, splits, knowledge, workdir, teacher, overwrite)
+  if stop_after == "search":
+    return
+  student = stages.ensure_student(config, task, splits, knowledge, workdir, search,
+                                  overwrite=overwrite)
+  if stop_after == "student":
+    return
+  bench = stages.ensure_benchmark(config, task, workdir, teacher, student, overwrite)
+  if stop_after == "benchmark":
+    return
+  results = report.build_report(task, workdir, teacher, knowledge["summary"], search,
+                                student, bench)
+  print()
+  print(report.results_table(task, results, bench))
+  print(f"\nreport: {workdir}/report.md ({time.time() - start:.0f} s)")
 
 
 if __name__ == "__main__":

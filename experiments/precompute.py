@@ -1,19 +1,19 @@
 """Train the knowledge probes on the fine-tuned teacher and precompute its knowledge.
 
-Needs the teacher of the same --workdir (experiments/finetune_teacher.py). Writes
-<workdir>/knowledge/{train,dev}.npz, embeddings.npz, probes.json and probes.png.
+Needs (or reuses) the fine-tuned teacher of the same --workdir. Writes
+<workdir>/knowledge/{train,dev}.npz, embeddings.npz, probes.npz, probes.json, probes.png.
 
   python experiments/precompute.py --task=sst2 --glue_dir=../shared/glue \
-      --workdir=runs/sst2 --config.data.max_len=64
+      --workdir=runs/sst2 --config=experiments/configs/default.py:cpu
 """
 
-import os
 import time
 
-from adabert_jax import cli
+from absl import flags
+
+from adabert_jax import cli, stages
 from adabert_jax.data import pipeline as data_pipeline
-from adabert_jax.errors import UserError
-from adabert_jax.teacher import finetune, probes
+from adabert_jax.teacher import probes
 
 _CONFIG = cli.define_config_flag(cli.default_config("paper"))
 
@@ -22,17 +22,14 @@ def main(argv):
   del argv
   config = cli.config_with_flags(_CONFIG.value)
   workdir = cli.require_workdir()
+  overwrite = flags.FLAGS.overwrite
   task, splits, vocab = data_pipeline.load_task_data(config)
-  if not os.path.isfile(os.path.join(finetune.teacher_dir(workdir), finetune.RESULT_FILE)):
-    raise UserError(f"No fine-tuned teacher in {workdir}: run "
-                    "experiments/finetune_teacher.py with the same --workdir first.")
-  teacher, params, result = finetune.load_finetuned(workdir, config.teacher.checkpoint)
+  teacher = stages.ensure_teacher(config, task, splits, workdir, overwrite)
   start = time.time()
-  summary = probes.run_precompute(config, task, splits, vocab.hash, teacher, params, result,
-                                  workdir)
-  elapsed = time.time() - start
-  n = len(splits["train"]["label"]) + len(splits[task.main_dev_split]["label"])
-  print(f"precompute: {elapsed:.0f} s for {n} examples (teacher pass + probes + arrays)")
+  knowledge = stages.ensure_knowledge(config, task, splits, vocab, workdir, teacher,
+                                      overwrite)
+  summary = knowledge["summary"]
+  print(f"precompute: {time.time() - start:.0f} s")
   print(f"teacher dev: {summary['teacher'][task.main_dev_split]}")
   print(probes.format_probe_table(summary["probes"][task.main_dev_split]))
 

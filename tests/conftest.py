@@ -69,7 +69,10 @@ def tiny_bert_dir(tmp_path_factory, vocab):
 
 @pytest.fixture(scope="session")
 def tiny_splits(vocab):
-  """A small two-class task: tokenized rotten_tomatoes examples (train 64, dev 24)."""
+  """A small balanced two-class task: tokenized rotten_tomatoes examples (train 64, dev 24).
+  The corpus is sorted by label, so examples are taken half from each class."""
+  import numpy as np
+
   from adabert_jax.data import sources, tokenization
   from adabert_jax.data.tasks import get_task
 
@@ -78,6 +81,9 @@ def tiny_splits(vocab):
   splits = {}
   for split, n in (("train", 64), ("dev", 24)):
     raw = source.read(task, split)
-    raw = sources.RawSplit(task.name, split, (raw.texts[0][:n],), raw.labels[:n])
+    pick = np.concatenate([np.flatnonzero(raw.labels == c)[:n // 2] for c in (0, 1)])
+    pick = np.random.default_rng(0).permutation(pick)
+    raw = sources.RawSplit(task.name, split, ([raw.texts[0][i] for i in pick],),
+                           raw.labels[pick])
     splits[split] = tokenization.tokenize(raw, vocab, max_len=32)
   return task, splits

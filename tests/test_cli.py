@@ -36,7 +36,7 @@ def test_data_stage_on_the_offline_default_from_another_cwd(tmp_path):
   env_cache = {"ADABERT_CACHE_DIR": str(tmp_path / "cache")}
   result = subprocess.run(
       [sys.executable, PIPELINE, f"--workdir={tmp_path / 'run'}",
-       "--config.data.max_len=32"], capture_output=True, text=True, cwd=str(tmp_path),
+       "--config.data.max_len=32", "--stop_after=data"], capture_output=True, text=True, cwd=str(tmp_path),
       timeout=300, env={**os.environ, **env_cache})
   assert result.returncode == 0, result.stderr
   assert "task rotten_tomatoes" in result.stdout

@@ -32,8 +32,10 @@ def teacher_dir(workdir: str) -> str:
 
 def stage_fingerprint(config: ml_collections.ConfigDict, task: Task) -> dict:
   """What the fine-tuned teacher depends on; a result with another one is stale."""
-  return {"task": task.name, "teacher": config.teacher.to_dict(),
-          "data": {k: v for k, v in config.data.to_dict().items() if k != "cache_dir"},
+  # Where the data lives (cache, GLUE folder path) is not what it is: left out.
+  data = {k: v for k, v in config.data.to_dict().items()
+          if k not in ("cache_dir", "glue_dir", "tfds_data_dir")}
+  return {"task": task.name, "teacher": config.teacher.to_dict(), "data": data,
           "seed": config.seed}
 
 

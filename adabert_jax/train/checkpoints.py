@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from typing import Any
 
 import jax
@@ -47,3 +48,41 @@ def restore_pytree(path: str, like: Any | None = None) -> Any:
 
 def write_meta(path: str, meta: dict) -> None:
   io_utils.save_json_atomic(path, meta)
+
+
+class CheckpointRing:
+  """The last `keep` training states of a run, for resuming after a kill.
+
+  Orbax finalises a checkpoint by renaming it, so a kill mid-save leaves no step behind;
+  a latest step that is damaged anyway (disk trouble, a hand edit) falls back to the
+  previous one with a warning.
+  """
+
+  def __init__(self, directory: str, keep: int = 3):
+    self.directory = os.path.abspath(directory)
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+
+  def steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def save(self, step: int, state: Any) -> None:
+    if step in self._manager.all_steps():
+      return  # already saved (e.g. a periodic save that fell on an epoch end)
+    self._manager.save(step, args=ocp.args.StandardSave(jax.device_get(state)), force=True)
+    self._manager.wait_until_finished()
+
+  def restore_latest(self, like: Any) -> tuple[int, Any] | None:
+    """(step, state) of the newest readable checkpoint, or None when there is none."""
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    for step in reversed(self.steps()):
+      try:
+        state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        return step, state
+      except Exception as e:  # noqa: BLE001  (any damage means: try the one before)
+        warnings.warn(f"checkpoint step {step} in {self.directory} is unreadable "
+                      f"({type(e).__name__}: {e}); falling back to the previous one.")
+    return None
+
+  def close(self) -> None:
+    self._manager.close()

@@ -48,6 +48,53 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
   c.probes.batch_size = 64
   c.probes.learning_rate = 1e-3
 
+  c.search = ml_collections.ConfigDict()
+  c.search.mode = "sampled"  # sampled (one op per edge computed) | all_ops (authors' code)
+  c.search.hidden = 128
+  c.search.k_max = 8
+  c.search.num_nodes = 3
+  c.search.dropout = 0.3
+  c.search.remat = False
+  c.search.epochs = 80
+  c.search.batch_size = 64
+  c.search.gamma = 0.8  # (1 - gamma) CE + gamma KD
+  c.search.beta = 4.0  # weight of the efficiency loss
+  c.search.kd_temperature = 1.0
+  c.search.final_kd_weight = 0.5
+  c.search.temperature_start = 1.0  # Gumbel-softmax temperature, annealed exponentially
+  c.search.temperature_end = 0.1
+  c.search.weights_lr = 0.02
+  c.search.weights_momentum = 0.9
+  c.search.weights_weight_decay = 3e-4
+  c.search.weights_grad_clip = 5.0
+  c.search.arch_lr = 3e-4
+  c.search.arch_b1 = 0.5
+  c.search.arch_weight_decay = 1e-3
+  c.search.checkpoint_every_steps = 200
+  c.search.keep_checkpoints = 3
+  c.search.max_steps = 0  # > 0: stop after this many steps (tests, quick looks)
+  c.search.train_subset = 0  # > 0: search on a fixed random subset of train
+
+  c.student = ml_collections.ConfigDict()
+  c.student.init = "inherit"  # inherit (the searched weights, the paper) | scratch
+  c.student.epochs = 10
+  c.student.batch_size = 64
+  c.student.learning_rate = 0.02
+  c.student.momentum = 0.9
+  c.student.weight_decay = 3e-4
+  c.student.grad_clip = 5.0
+  c.student.dropout = 0.1
+  c.student.gamma = 0.8
+  c.student.kd_temperature = 1.0
+  c.student.final_kd_weight = 0.5
+  c.student.train_subset = 0  # > 0: train on a fixed random subset of train
+
+  c.bench = ml_collections.ConfigDict()
+  c.bench.batch_size = 128  # the paper's protocol: batch 128, max_len 128
+  c.bench.max_len = 128
+  c.bench.repeats = 5
+  c.bench.bert_base = True  # also time a random-weight BERT-base (the paper's reference)
+
   if preset in ("quick", "tiny"):
     c.data.max_len = 64
     c.teacher.epochs = 1

@@ -1,0 +1,104 @@
+"""The run's report: results.json and report.md, with the pictures the stages drew."""
+
+from __future__ import annotations
+
+import os
+
+from adabert_jax import io_utils
+from adabert_jax.data.tasks import Task
+from adabert_jax.eval import plots
+
+
+def build_report(task: Task, workdir: str, teacher: dict, knowledge_summary: dict,
+                 search: dict, student: dict, bench: dict,
+                 baselines: dict[str, dict] | None = None) -> dict:
+  """Writes <workdir>/results.json, report.md and accuracy_latency.png; returns results."""
+  rows = {m["name"]: m for m in bench["models"]}
+  student_row = bench["models"][0]
+  teacher_row = bench["models"][1]
+  bert_row = bench["models"][2] if len(bench["models"]) > 2 else None
+  results = {
+      "task": task.name, "metric": task.metric,
+      "teacher": {"dev": teacher["dev"], "params": teacher_row["params"],
+                  "model_dir": teacher["model_dir"]},
+      "student": {"dev": student["dev"], "params": student_row["params"],
+                  "genotype": student["genotype"], "init": student.get("name")},
+      "search": {"genotype": search["genotype"], "depth_probs": search["depth_probs"],
+                 "wall_time_s": search["wall_time_s_this_run"],
+                 "examples_per_s": search["examples_per_s"]},
+      "speed": {"batch_size": bench["batch_size"], "max_len": bench["max_len"],
+                "student_ms": student_row["latency_ms"],
+                "teacher_ms": teacher_row["latency_ms"],
+                "bert_base_ms": bert_row["latency_ms"] if bert_row else None,
+                "speedup_vs_teacher": student_row["speedup_vs"][teacher_row["name"]],
+                "speedup_vs_bert_base": (student_row["speedup_vs"][bert_row["name"]]
+                                         if bert_row else None),
+                "size_ratio_vs_teacher": student_row["size_ratio_vs"][teacher_row["name"]],
+                "size_ratio_vs_bert_base": (student_row["size_ratio_vs"][bert_row["name"]]
+                                            if bert_row else None),
+                "flops": {name: r["flops"] for name, r in rows.items()}},
+      "baselines": {name: {"dev": b["dev"], "params": b.get("params_exported"),
+                           "genotype": b.get("genotype")}
+                    for name, b in (baselines or {}).items()},
+  }
+  points = [{"name": r["name"], "latency_ms": r["latency_ms"], "score": r["metric"],
+             "params": r["params"]} for r in bench["models"]]
+  plots.plot_accuracy_latency(points, task.metric,
+                              os.path.join(workdir, "accuracy_latency.png"))
+  io_utils.save_json_atomic(os.path.join(workdir, "results.json"), results)
+  io_utils.save_text_atomic(os.path.join(workdir, "report.md"),
+                            render_markdown(task, results, bench, knowledge_summary))
+  return results
+
+
+def results_table(task: Task, results: dict, bench: dict) -> str:
+  lines = [f"| model | params | dev {task.metric} | ms / batch {bench['batch_size']} | "
+           "speedup vs BERT-base | speedup vs teacher |", "|---|---|---|---|---|---|"]
+  teacher_name = bench["models"][1]["name"]
+  bert_name = bench["models"][2]["name"] if len(bench["models"]) > 2 else None
+  for m in bench["models"]:
+    score = "-" if m["metric"] is None else f"{m['metric']:.2f}"
+    vs_bert = f"{m['speedup_vs'][bert_name]:.1f}x" if bert_name else "-"
+    lines.append(f"| {m['name']} | {m['params'] / 1e6:.2f}M | {score} | "
+                 f"{m['latency_ms']:.1f} | {vs_bert} | {m['speedup_vs'][teacher_name]:.1f}x |")
+  for name, b in results["baselines"].items():
+    lines.append(f"| baseline: {name} | {(b['params'] or 0) / 1e6:.2f}M | "
+                 f"{b['dev']['score']:.2f} | - | - | - |")
+  return "\n".join(lines)
+
+
+def render_markdown(task: Task, results: dict, bench: dict, knowledge_summary: dict) -> str:
+  from adabert_jax.teacher.probes import format_probe_table
+
+  geno = results["search"]["genotype"]
+  probe_rows = knowledge_summary["probes"][task.main_dev_split]
+  return "\n".join([
+      f"# AdaBERT run: {task.name}",
+      "",
+      results_table(task, results, bench),
+      "",
+      f"Speed: batch {bench['batch_size']}, max_len {bench['max_len']}, median of "
+      f"{bench['repeats']} jitted runs on {bench['backend']} ({bench['device']}).",
+      "",
+      f"## Searched architecture (K = {geno['depth']})",
+      "",
+      "![cell](search/cell.png)",
+      "",
+      "```json", str(geno), "```",
+      "",
+      "Architecture weights over the search:",
+      "",
+      "![alpha](search/alpha.png)",
+      "",
+      "## Accuracy against latency",
+      "",
+      "![accuracy vs latency](accuracy_latency.png)",
+      "",
+      "## Teacher knowledge probes (dev)",
+      "",
+      format_probe_table(probe_rows),
+      "",
+      "![probes](knowledge/probes.png)",
+      "",
+  ]) + "\n"
+

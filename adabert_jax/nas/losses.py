@@ -1,0 +1,161 @@
+"""AdaBERT's search loss: L = (1 - gamma) * L_CE + gamma * L_KD + beta * L_E.
+
+- L_CE: cross-entropy of the supernet's logits (the sampled depth's head) with the gold labels.
+- L_KD = (1 - final_kd_weight) * L_KD_layers + final_kd_weight * L_KD_final; with the default
+  final_kd_weight = 0.5 this is the average of the two terms (the paper adds a final-layer term
+  to the hierarchical one without giving the mix).
+  * L_KD_layers (attentive hierarchical transfer): for a student of depth K, student layer i in
+    1..K is matched to teacher layer t(i) = ceil(i * Lt / K); per matched layer
+    T^2 * KL(softmax(teacher_probe_t(i) / T) || softmax(student_probe_i / T)), weighted per
+    example by softmax over the K matched layers of -CE(teacher probe t(i), gold label), so
+    layers whose teacher probe predicts the example well count more. It is computed for every
+    K in 1..k_max and mixed with the supernet's depth weights (the straight-through depth
+    one-hot), so the gradient reaches alpha_depth.
+  * L_KD_final: T^2 * KL(softmax(teacher_logits / T) || softmax(logits / T)).
+- L_E = (K / k_max) * mean over edges of the sampled op's normalised cost, from the
+  straight-through one-hots (K = sum_k depth[k] * k), so it has gradients to both alphas. It
+  uses the full one-hots in both supernet modes: costs are constants, so every op's cost can
+  inform the gradient at no extra compute.
+Every per-example term is weighted by batch["weight"] when present (0 for padding examples).
+"""
+
+import dataclasses
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+  gamma: float = 0.8
+  beta: float = 4.0
+  temperature: float = 1.0
+  final_kd_weight: float = 0.5
+
+  def __post_init__(self):
+    if not 0.0 <= self.gamma <= 1.0:
+      raise ValueError(f"LossConfig.gamma must be in [0, 1], got {self.gamma}")
+    if not 0.0 <= self.final_kd_weight <= 1.0:
+      raise ValueError(f"LossConfig.final_kd_weight must be in [0, 1], got "
+                       f"{self.final_kd_weight}")
+    if self.temperature <= 0:
+      raise ValueError(f"LossConfig.temperature must be positive, got {self.temperature}")
+
+
+def cross_entropy(logits_XC: jax.Array, labels_X: jax.Array) -> jax.Array:
+  """Per-example cross-entropy over the last axis; labels have the leading shape of logits."""
+  chex.assert_equal_shape_prefix([logits_XC, labels_X], labels_X.ndim)
+  log_probs = jax.nn.log_softmax(logits_XC, axis=-1)
+  return -jnp.take_along_axis(log_probs, labels_X[..., None].astype(jnp.int32), axis=-1)[..., 0]
+
+
+def kl_divergence(teacher_logits: jax.Array, student_logits: jax.Array,
+                  temperature: float = 1.0) -> jax.Array:
+  """T^2 * KL(softmax(teacher / T) || softmax(student / T)) over the last axis."""
+  chex.assert_equal_shape([teacher_logits, student_logits])
+  log_p = jax.nn.log_softmax(teacher_logits / temperature, axis=-1)
+  log_q = jax.nn.log_softmax(student_logits / temperature, axis=-1)
+  return temperature ** 2 * jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
+
+
+def teacher_layer_map(k_max: int, num_teacher_layers: int) -> tuple[np.ndarray, np.ndarray]:
+  """Static layer matching for every depth K in 1..k_max.
+
+  Returns (teacher_index [k_max, k_max] int32, valid [k_max, k_max] bool): row K-1, column i-1
+  holds ceil(i * Lt / K) (an index into probe_logits, whose 0 is the embedding layer) for i <= K.
+  """
+  depth = np.arange(1, k_max + 1)[:, None]
+  layer = np.arange(1, k_max + 1)[None, :]
+  valid = layer <= depth
+  # Integer ceil(i * Lt / K), exact (no float rounding).
+  index = -(-(layer * num_teacher_layers) // depth)
+  return np.where(valid, index, 0).astype(np.int32), valid
+
+
+def attentive_layer_weights(probe_ce_BJ: jax.Array, teacher_index_KI: np.ndarray,
+                            valid_KI: np.ndarray) -> jax.Array:
+  """Per example and depth K, softmax over the matched layers of -CE(teacher probe) [B, K, I]."""
+  scores_BKI = jnp.where(valid_KI, -probe_ce_BJ[:, teacher_index_KI], -jnp.inf)
+  return jax.nn.softmax(scores_BKI, axis=-1)
+
+
+def layer_kd_per_depth(layer_logits_BIC: jax.Array, probe_logits_BJC: jax.Array,
+                       labels_B: jax.Array, temperature: float = 1.0) -> jax.Array:
+  """The attentive hierarchical KD for each depth K = 1..k_max -> [B, k_max]."""
+  batch_size, k_max, num_classes = layer_logits_BIC.shape
+  chex.assert_shape(probe_logits_BJC, (batch_size, None, num_classes))
+  chex.assert_shape(labels_B, (batch_size,))
+  num_teacher_layers = probe_logits_BJC.shape[1] - 1
+  if num_teacher_layers < 1:
+    raise ValueError("probe_logits must hold the embedding probe and at least one layer's, "
+                     f"got shape {probe_logits_BJC.shape}")
+  teacher_index_KI, valid_KI = teacher_layer_map(k_max, num_teacher_layers)
+  probe_ce_BJ = cross_entropy(probe_logits_BJC, jnp.broadcast_to(
+      labels_B[:, None], probe_logits_BJC.shape[:2]))
+  weights_BKI = attentive_layer_weights(probe_ce_BJ, teacher_index_KI, valid_KI)
+  teacher_BKIC = probe_logits_BJC[:, teacher_index_KI]
+  student_BKIC = jnp.broadcast_to(layer_logits_BIC[:, None], teacher_BKIC.shape)
+  kl_BKI = kl_divergence(teacher_BKIC, student_BKIC, temperature)
+  layer_kd_BK = jnp.sum(jnp.where(valid_KI, weights_BKI * kl_BKI, 0.0), axis=-1)
+  chex.assert_shape(layer_kd_BK, (batch_size, k_max))
+  return layer_kd_BK
+
+
+def efficiency_loss(sample: dict[str, jax.Array], op_costs_O: Any) -> jax.Array:
+  """(K / k_max) * mean over edges of sum_o ops[e, o] * cost[o], from straight-through one-hots."""
+  ops_EO, depth_K = sample["ops"], sample["depth"]
+  op_costs_O = jnp.asarray(op_costs_O, ops_EO.dtype)
+  chex.assert_shape(op_costs_O, (ops_EO.shape[1],))
+  k_max = depth_K.shape[0]
+  depth_value = jnp.sum(depth_K * jnp.arange(1, k_max + 1, dtype=depth_K.dtype))
+  edge_cost = jnp.mean(ops_EO @ op_costs_O)
+  return depth_value / k_max * edge_cost
+
+
+def _weighted_mean(x_B: jax.Array, weight_B: jax.Array | None) -> jax.Array:
+  if weight_B is None:
+    return jnp.mean(x_B)
+  weight_B = weight_B.astype(x_B.dtype)
+  return jnp.sum(x_B * weight_B) / jnp.maximum(jnp.sum(weight_B), 1e-9)
+
+
+def adabert_loss(outputs: dict[str, jax.Array], batch: dict[str, Any],
+                 sample: dict[str, jax.Array], op_costs_O: Any,
+                 cfg: LossConfig = LossConfig()) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """The search loss. Returns (total, {ce, kd, kd_layers, kd_final, efficiency, total}).
+
+  outputs: from supernet_apply (logits [B, C], layer_logits [B, k_max, C], depth_weights).
+  batch: label [B] int, teacher_logits [B, C], probe_logits [B, Lt + 1, C], weight [B] opt.
+  sample: the architecture sample (for the efficiency term). op_costs_O: normalised op costs.
+  """
+  logits_BC, layer_logits_BKC = outputs["logits"], outputs["layer_logits"]
+  batch_size, num_classes = logits_BC.shape
+  labels_B = batch["label"]
+  chex.assert_shape(labels_B, (batch_size,))
+  chex.assert_shape(batch["teacher_logits"], (batch_size, num_classes))
+  chex.assert_shape(batch["probe_logits"], (batch_size, None, num_classes))
+  weight_B = batch.get("weight")
+  if weight_B is not None:
+    chex.assert_shape(weight_B, (batch_size,))
+
+  ce_B = cross_entropy(logits_BC, labels_B)
+  layer_kd_BK = layer_kd_per_depth(layer_logits_BKC, batch["probe_logits"], labels_B,
+                                   cfg.temperature)
+  kd_layers_B = layer_kd_BK @ outputs["depth_weights"]
+  kd_final_B = kl_divergence(batch["teacher_logits"], logits_BC, cfg.temperature)
+  kd_B = (1.0 - cfg.final_kd_weight) * kd_layers_B + cfg.final_kd_weight * kd_final_B
+
+  terms = {
+      "ce": _weighted_mean(ce_B, weight_B),
+      "kd": _weighted_mean(kd_B, weight_B),
+      "kd_layers": _weighted_mean(kd_layers_B, weight_B),
+      "kd_final": _weighted_mean(kd_final_B, weight_B),
+      "efficiency": efficiency_loss(sample, op_costs_O),
+  }
+  terms["total"] = ((1.0 - cfg.gamma) * terms["ce"] + cfg.gamma * terms["kd"]
+                    + cfg.beta * terms["efficiency"])
+  chex.assert_shape(list(terms.values()), ())
+  return terms["total"], terms

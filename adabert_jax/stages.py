@@ -1,0 +1,222 @@
+"""The pipeline's stages, each skipped when its artefact exists and matches the config.
+
+A stage whose artefact was made with another config is refused (one message naming the
+differing fields) unless --overwrite is given: a run directory never silently mixes runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any, Callable
+
+import numpy as np
+
+from adabert_jax import io_utils
+from adabert_jax.errors import UserError
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+  if not isinstance(d, dict):
+    return {prefix: d}
+  out = {}
+  for k, v in d.items():
+    out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+  return out
+
+
+def fingerprint_diff(old: dict, new: dict) -> list[str]:
+  a, b = _flatten(json.loads(json.dumps(old))), _flatten(json.loads(json.dumps(new)))
+  return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+          if a.get(k) != b.get(k)]
+
+
+def check_or_claim(stage_dir: str, fingerprint: dict, overwrite: bool) -> None:
+  """Claims `stage_dir` for a config: refuses a folder claimed by another config (or wipes
+  it with overwrite=True), then records the fingerprint in <stage_dir>/config.json."""
+  path = os.path.join(stage_dir, "config.json")
+  if os.path.isfile(path):
+    diff = fingerprint_diff(io_utils.load_json(path), fingerprint)
+    if not diff:
+      return
+    if not overwrite:
+      raise UserError(
+          f"{stage_dir} was made by a different config ({'; '.join(diff[:6])}"
+          f"{'; ...' if len(diff) > 6 else ''}). Use a fresh --workdir, or pass --overwrite "
+          "to discard it.")
+    shutil.rmtree(stage_dir)
+  os.makedirs(stage_dir, exist_ok=True)
+  io_utils.save_json_atomic(path, fingerprint)
+
+
+def done(stage_dir: str, result_file: str, fingerprint: dict) -> dict | None:
+  """The stage's result if it finished under this fingerprint, else None."""
+  path = os.path.join(stage_dir, result_file)
+  config_path = os.path.join(stage_dir, "config.json")
+  if not (os.path.isfile(path) and os.path.isfile(config_path)):
+    return None
+  if fingerprint_diff(io_utils.load_json(config_path), fingerprint):
+    return None
+  return io_utils.load_json(path)
+
+
+def run_stage(name: str, stage_dir: str, result_file: str, fingerprint: dict,
+              overwrite: bool, fn: Callable[[], dict], log: Callable[[str], None] = print
+              ) -> dict:
+  """Runs `fn` unless the stage already finished with this fingerprint."""
+  previous = done(stage_dir, result_file, fingerprint)
+  if previous is not None:
+    log(f"[{name}] done already: reusing {stage_dir}")
+    return previous
+  check_or_claim(stage_dir, fingerprint, overwrite)
+  log(f"[{name}] running -> {stage_dir}")
+  return fn()
+
+
+def ensure_teacher(config, task, splits, workdir, overwrite=False) -> dict:
+  from adabert_jax.teacher import finetune
+
+  return run_stage("teacher", finetune.teacher_dir(workdir), finetune.RESULT_FILE,
+                   finetune.stage_fingerprint(config, task), overwrite,
+                   lambda: finetune.finetune(config, task, splits, workdir))
+
+
+def ensure_knowledge(config, task, splits, vocab, workdir, teacher_result,
+                     overwrite=False) -> dict[str, Any]:
+  """Probes + precompute (reused when they match the teacher); returns the knowledge of
+  train and the main dev split, the embedding tables and the probes summary."""
+  from adabert_jax.teacher import finetune, probes
+
+  kdir = probes.knowledge_dir(workdir)
+  fingerprint = {"teacher_checkpoint_id": teacher_result["checkpoint_id"],
+                 "vocab_hash": vocab.hash, "max_len": config.data.max_len,
+                 "probes": config.probes.to_dict(), "seed": config.seed}
+
+  def compute():
+    teacher, params, _ = finetune.load_finetuned(workdir, config.teacher.checkpoint)
+    summary = probes.run_precompute(config, task, splits, vocab.hash, teacher, params,
+                                    teacher_result, workdir)
+    io_utils.save_json_atomic(os.path.join(kdir, "result.json"), summary)
+    return summary
+
+  summary = run_stage("precompute", kdir, "result.json", fingerprint, overwrite, compute)
+  knowledge = {}
+  for split in ("train", task.main_dev_split):
+    meta = probes.knowledge_meta(teacher_result, vocab.hash, config.data.max_len, split,
+                                 len(splits[split]["label"]))
+    knowledge[split] = probes.load_knowledge(os.path.join(kdir, f"{split}.npz"), meta)
+  with np.load(os.path.join(kdir, "embeddings.npz")) as tables:
+    emb_tables = {k: tables[k] for k in tables.files}
+  return {"knowledge": knowledge, "emb_tables": emb_tables, "summary": summary}
+
+
+def ensure_search(config, task, splits, knowledge, workdir, teacher_result,
+                  overwrite=False) -> dict:
+  from adabert_jax.nas import search
+
+  fingerprint = search.stage_fingerprint(config, teacher_result["checkpoint_id"])
+  return run_stage("search", search.search_dir(workdir), search.RESULT_FILE, fingerprint,
+                   overwrite, lambda: search.run_search(
+                       config, task, splits, knowledge["knowledge"],
+                       knowledge["emb_tables"], teacher_result, workdir))
+
+
+def student_dir(workdir: str, name: str = "student") -> str:
+  return os.path.join(workdir, name)
+
+
+def load_searched(config, workdir):
+  """(genotype, SupernetConfig, final supernet params) of a finished search."""
+  from adabert_jax.nas import genotype as genotype_lib, search
+  from adabert_jax.train import checkpoints
+
+  sdir = search.search_dir(workdir)
+  geno = genotype_lib.Genotype.load(os.path.join(sdir, "genotype.json"))
+  setup = search.setup_from_config(config.search)
+  params = checkpoints.restore_pytree(os.path.join(sdir, "final_params"))
+  return geno, setup.supernet, params
+
+
+def ensure_student(config, task, splits, knowledge, workdir, search_result, *, geno=None,
+                   name="student", init=None, overwrite=False) -> dict:
+  """Trains the student of the searched genotype (or of `geno`, for baselines)."""
+  import jax
+
+  from adabert_jax.nas import search
+  from adabert_jax.student import model, train as student_train
+
+  init = init or config.student.init
+  searched, supernet_cfg, supernet_params = load_searched(config, workdir)
+  geno = geno or searched
+  fingerprint = {"student": config.student.to_dict(), "init": init,
+                 "genotype": json.loads(geno.to_json()),
+                 "search": search_result["fingerprint"]}
+
+  def run():
+    if init == "inherit":
+      params = model.from_supernet(supernet_params, geno, supernet_cfg)
+    elif init == "scratch":
+      params = model.init_student(jax.random.key(config.seed + 11), geno, supernet_cfg.hidden,
+                                  knowledge["emb_tables"]["word"].shape[1], task.num_classes)
+    else:
+      raise UserError(f"--config.student.init={init!r}: use inherit or scratch.")
+    train = search.with_knowledge(splits["train"], knowledge["knowledge"]["train"])
+    subset = config.student.train_subset
+    if 0 < subset < len(train["label"]):
+      import numpy as np
+
+      keep = np.sort(np.random.default_rng(config.seed).permutation(
+          len(train["label"]))[:subset])
+      train = {k: v[keep] for k, v in train.items()}
+    return student_train.train_student(config, task, geno, params, train,
+                                       splits[task.main_dev_split], knowledge["emb_tables"],
+                                       student_dir(workdir, name), name)
+
+  return run_stage(name, student_dir(workdir, name), "result.json", fingerprint, overwrite,
+                   run)
+
+
+def load_student(workdir: str, name: str = "student"):
+  """(genotype, exported params) of a trained student."""
+  from adabert_jax.nas import genotype as genotype_lib
+  from adabert_jax.train import checkpoints
+
+  sdir = student_dir(workdir, name)
+  result = io_utils.load_json(os.path.join(sdir, "result.json"))
+  geno = genotype_lib.Genotype.from_json(json.dumps(result["genotype"]))
+  return geno, checkpoints.restore_pytree(os.path.join(sdir, "exported")), result
+
+
+def ensure_benchmark(config, task, workdir, teacher_result, student_result,
+                     overwrite=False) -> dict:
+  """Student, teacher and BERT-base timed in one run (see eval/benchmark.py)."""
+  from adabert_jax.eval import benchmark
+  from adabert_jax.student import model
+  from adabert_jax.teacher import finetune
+
+  bench_dir = os.path.join(workdir, "bench")
+  fingerprint = {"bench": config.bench.to_dict(), "student": student_result["genotype"],
+                 "teacher": teacher_result["checkpoint_id"]}
+
+  def run():
+    geno, student_params, _ = load_student(workdir)
+    teacher, teacher_params, _ = finetune.load_finetuned(workdir, config.teacher.checkpoint)
+    models = [
+        benchmark.BenchModel(
+            f"AdaBERT student (K={geno.depth})",
+            lambda p, b: model.student_apply(p, b, geno)["logits"], student_params,
+            student_result["dev"]["score"]),
+        benchmark.BenchModel(f"teacher ({teacher.num_layers}x{teacher.hidden_size})",
+                             lambda p, b: teacher.logits(p, b), teacher_params,
+                             teacher_result["dev"]["score"]),
+    ]
+    if config.bench.bert_base:
+      models.append(benchmark.bert_base_random(task.num_classes))
+    max_len = min(config.bench.max_len, student_params["embedding"]["position"].shape[0])
+    result = benchmark.compare(models, config.bench.batch_size, max_len,
+                               config.bench.repeats, pair=task.is_pair)
+    io_utils.save_json_atomic(os.path.join(bench_dir, "bench.json"), result)
+    return result
+
+  return run_stage("benchmark", bench_dir, "bench.json", fingerprint, overwrite, run)

@@ -1,0 +1,138 @@
+"""Training and evaluating the discrete student with the search's KD loss (no efficiency
+term): L = (1 - gamma) CE + gamma * ((1 - w) attentive layer KD + w final KD)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from adabert_jax import io_utils
+from adabert_jax.data import batching
+from adabert_jax.data.tasks import Task
+from adabert_jax.eval import metrics as metrics_lib
+from adabert_jax.nas import losses
+from adabert_jax.nas.genotype import Genotype
+from adabert_jax.student import model
+from adabert_jax.train import checkpoints, progress, sharding
+
+
+def kd_loss(out: dict, batch: dict, cfg: ml_collections.ConfigDict
+            ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """The student's loss terms; the layer KD uses all K student layers (depth K)."""
+  ce = losses.cross_entropy(out["logits"], batch["label"]).mean()
+  layer_kd = losses.layer_kd_per_depth(out["layer_logits"], batch["probe_logits"],
+                                       batch["label"], cfg.kd_temperature)[:, -1].mean()
+  final_kd = losses.kl_divergence(batch["teacher_logits"], out["logits"],
+                                  cfg.kd_temperature).mean()
+  kd = (1 - cfg.final_kd_weight) * layer_kd + cfg.final_kd_weight * final_kd
+  total = (1 - cfg.gamma) * ce + cfg.gamma * kd
+  return total, {"total": total, "ce": ce, "kd_layers": layer_kd, "kd_final": final_kd}
+
+
+def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int):
+  return optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
+                     optax.add_decayed_weights(cfg.weight_decay),
+                     optax.sgd(optax.cosine_decay_schedule(cfg.learning_rate, total_steps),
+                               momentum=cfg.momentum))
+
+
+def predict(params, geno: Genotype, arrays, emb_tables, batch_size: int, mesh) -> np.ndarray:
+  fn = _jitted_logits(geno)
+  preds = np.zeros(len(arrays["label"]), np.int32)
+  for start, batch in zip(range(0, len(preds), batch_size),
+                          batching.eval_batches(arrays, batch_size)):
+    n = int(batch.pop("weight").sum())
+    logits = fn(params, sharding.shard_batch(batch, mesh), emb_tables)
+    preds[start:start + n] = np.asarray(logits).argmax(-1)[:n]
+  return preds
+
+
+@functools.cache
+def _jitted_logits(geno: Genotype):
+  return jax.jit(lambda params, batch, emb: model.student_apply(
+      params, batch, geno, emb_tables=emb)["logits"])
+
+
+def evaluate(params, geno, task: Task, arrays, emb_tables, batch_size, mesh) -> dict:
+  preds = predict(params, geno, arrays, emb_tables, batch_size, mesh)
+  return metrics_lib.compute_metrics(task, preds, arrays["label"])
+
+
+def train_student(config: ml_collections.ConfigDict, task: Task, geno: Genotype,
+                  init_params: dict, train: dict[str, np.ndarray], dev: dict[str, np.ndarray],
+                  emb_tables: dict[str, np.ndarray], out_dir: str, name: str = "student"
+                  ) -> dict:
+  """Trains a student (from `init_params`) on train + precomputed knowledge; keeps the best
+  dev checkpoint. Writes <out_dir>/{params/, exported/, result.json, log.jsonl}."""
+  cfg = config.student
+  os.makedirs(out_dir, exist_ok=True)
+  mesh = sharding.make_mesh()
+  sharding.check_batch_size(cfg.batch_size, mesh, "student.batch_size")
+  steps_per_epoch = batching.steps_per_epoch(train, cfg.batch_size)
+  total_steps = max(1, steps_per_epoch * cfg.epochs)
+  tx = make_optimizer(cfg, total_steps)
+  emb = sharding.replicate({k: jnp.asarray(v) for k, v in emb_tables.items()}, mesh)
+  params = sharding.replicate(jax.tree.map(jnp.asarray, init_params), mesh)
+  opt_state = tx.init(params)
+
+  @functools.partial(jax.jit, donate_argnums=(0, 1))
+  def step_fn(params, opt_state, batch, key):
+
+    def loss_fn(p):
+      out = model.student_apply(p, batch, geno, emb_tables=emb, train=True,
+                                dropout=cfg.dropout, dropout_key=key)
+      return kd_loss(out, batch, cfg)
+
+    (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, terms
+
+  log = progress.MetricsLog(os.path.join(out_dir, "log.jsonl"))
+  key = jax.random.key(config.seed + 7)
+  data_key, dropout_key = jax.random.split(key)
+  best = {"score": -np.inf, "dev": None, "epoch": -1}
+  before = evaluate(params, geno, task, dev, emb, cfg.batch_size, mesh) if cfg.epochs == 0 \
+      else None
+  start = time.time()
+  bar = progress.progress(total_steps * cfg.batch_size, f"{name} {task.name}")
+  step = 0
+  for epoch in range(cfg.epochs):
+    for batch in batching.train_batches(train, cfg.batch_size, data_key, epoch):
+      params, opt_state, terms = step_fn(params, opt_state, sharding.shard_batch(batch, mesh),
+                                         jax.random.fold_in(dropout_key, step))
+      step += 1
+      bar.update(cfg.batch_size)
+    terms = {k: float(v) for k, v in jax.device_get(terms).items()}
+    dev_metrics = evaluate(params, geno, task, dev, emb, cfg.batch_size, mesh)
+    log.write(epoch=epoch, step=step, loss=terms, dev=dev_metrics)
+    bar.set_postfix(loss=f"{terms['total']:.3f}", dev=f"{dev_metrics['score']:.2f}")
+    if dev_metrics["score"] > best["score"]:
+      best = {"score": dev_metrics["score"], "dev": dev_metrics, "epoch": epoch}
+      checkpoints.save_pytree(os.path.join(out_dir, "params"), params)
+  bar.close()
+  if cfg.epochs == 0:  # inherit-only: the searched weights as they are
+    best = {"score": before["score"], "dev": before, "epoch": -1}
+    checkpoints.save_pytree(os.path.join(out_dir, "params"), params)
+  best_params = checkpoints.restore_pytree(os.path.join(out_dir, "params"))
+  exported = model.export(best_params, emb_tables)
+  checkpoints.save_pytree(os.path.join(out_dir, "exported"), exported)
+  result = {"name": name, "task": task.name, "genotype": json.loads(geno.to_json()), "dev": best["dev"],
+            "best_epoch": best["epoch"], "epochs": cfg.epochs,
+            "params_exported": model_param_count(exported),
+            "params_training": model_param_count(best_params),
+            "wall_time_s": round(time.time() - start, 1)}
+  io_utils.save_json_atomic(os.path.join(out_dir, "result.json"), result)
+  return result
+
+
+def model_param_count(params: Any) -> int:
+  return int(sum(np.prod(np.shape(x)) for x in jax.tree.leaves(params)))

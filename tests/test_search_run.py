@@ -1,0 +1,122 @@
+"""The search stage end to end on a tiny teacher: resume, guards, stage reuse."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from adabert_jax import UserError, stages
+from adabert_jax.data import tokenization
+from adabert_jax.nas import genotype as genotype_lib, search
+from adabert_jax.train import checkpoints
+from conftest import load_config
+
+
+def _config(tiny_bert_dir, **search_overrides):
+  config = load_config("tiny")
+  config.data.max_len = 32
+  config.teacher.checkpoint = tiny_bert_dir
+  config.teacher.batch_size = 8
+  config.teacher.epochs = 1
+  config.teacher.learning_rate = 1e-3
+  config.probes.batch_size = 8
+  config.probes.epochs = 1
+  config.search.update(dict(hidden=16, k_max=2, batch_size=8, epochs=2,
+                            checkpoint_every_steps=4, dropout=0.1))
+  config.search.update(search_overrides)
+  return config
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, tiny_bert_dir, tiny_splits, vocab):
+  """A workdir with a fine-tuned tiny teacher and its precomputed knowledge."""
+  task, splits = tiny_splits
+  workdir = str(tmp_path_factory.mktemp("searchrun"))
+  config = _config(tiny_bert_dir)
+  teacher = stages.ensure_teacher(config, task, splits, workdir)
+  knowledge = stages.ensure_knowledge(config, task, splits, vocab, workdir, teacher)
+  return task, splits, vocab, workdir, teacher, knowledge
+
+
+def _search(config, prepared, workdir):
+  task, splits, _, _, teacher, knowledge = prepared
+  return search.run_search(config, task, splits, knowledge["knowledge"],
+                           knowledge["emb_tables"], teacher, workdir)
+
+
+def _final_params(workdir):
+  return checkpoints.restore_pytree(os.path.join(workdir, "search", "final_params"))
+
+
+def test_search_writes_genotype_history_and_plots(prepared, tiny_bert_dir, tmp_path):
+  config = _config(tiny_bert_dir, arch_lr=0.05)  # 16 steps: a fast lr so alpha moves
+  result = _search(config, prepared, str(tmp_path))
+  out = os.path.join(str(tmp_path), "search")
+  geno = genotype_lib.Genotype.load(os.path.join(out, "genotype.json"))
+  assert 1 <= geno.depth <= 2 and len(geno.ops) == 6  # 2 edges for each of 3 nodes
+  history = [json.loads(l) for l in open(os.path.join(out, "history.jsonl"))]
+  assert [h["epoch"] for h in history] == [0, 1]
+  for h in history:
+    assert np.array(h["op_probs"]).shape == (9, 10)
+    assert sum(h["sampled_depths"].values()) == 8  # 64 examples / batch 8, per epoch
+    assert set(h["loss"]) == {"total", "ce", "kd", "kd_layers", "kd_final", "efficiency"}
+    assert 0 <= h["dev_derived"]["accuracy"] <= 100
+  assert os.path.getsize(os.path.join(out, "cell.png")) > 1000
+  assert os.path.getsize(os.path.join(out, "alpha.png")) > 1000
+  assert result["steps_this_run"] == 16
+  # Architecture logits moved away from their near-uniform start (0.1 each).
+  assert np.abs(np.array(result["op_probs"]) - 0.1).max() > 0.01
+
+
+def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(prepared, tiny_bert_dir,
+                                                                  tmp_path):
+  straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+  _search(_config(tiny_bert_dir, max_steps=12), prepared, straight)
+  # Stop after 5 steps (checkpointed at the stop), then run the same search to 12 steps.
+  first = _search(_config(tiny_bert_dir, max_steps=5), prepared, resumed)
+  assert first["steps_this_run"] == 5
+  second = _search(_config(tiny_bert_dir, max_steps=12), prepared, resumed)
+  assert second["steps_this_run"] == 7  # picked up at step 5
+  a, b = _final_params(straight), _final_params(resumed)
+  jax.tree.map(np.testing.assert_array_equal, a, b)  # bitwise on CPU
+  assert second["genotype"] == json.load(open(os.path.join(
+      straight, "search", "result.json")))["genotype"]
+
+
+def test_nan_in_the_knowledge_stops_with_the_step_and_term(prepared, tiny_bert_dir,
+                                                           tmp_path):
+  task, splits, vocab, workdir, teacher, knowledge = prepared
+  poisoned = {split: dict(k) for split, k in knowledge["knowledge"].items()}
+  poisoned["train"]["teacher_logits"] = poisoned["train"]["teacher_logits"].copy()
+  poisoned["train"]["teacher_logits"][:] = np.nan
+  config = _config(tiny_bert_dir, checkpoint_every_steps=1)
+  with pytest.raises(UserError, match=r"Non-finite loss term\(s\) kd_final.*at search step 1"):
+    search.run_search(config, task, splits, poisoned, knowledge["emb_tables"], teacher,
+                      str(tmp_path))
+  # Nothing non-finite reached the checkpoint ring; the debug state is kept aside.
+  ring = checkpoints.CheckpointRing(str(tmp_path / "search" / "checkpoints"))
+  assert ring.steps() == []
+  assert os.path.isdir(tmp_path / "search" / "debug_nonfinite_step1")
+
+
+def test_stages_are_reused_and_other_configs_refused(prepared, tiny_bert_dir, tiny_splits,
+                                                     vocab, capsys):
+  task, splits = tiny_splits
+  _, _, _, workdir, teacher, _ = prepared
+  config = _config(tiny_bert_dir)
+  again = stages.ensure_teacher(config, task, splits, workdir)
+  assert again["checkpoint_id"] == teacher["checkpoint_id"]
+  assert "[teacher] done already" in capsys.readouterr().out
+  other = _config(tiny_bert_dir)
+  other.teacher.learning_rate = 5e-4
+  with pytest.raises(UserError, match=r"made by a different config \(teacher.learning_rate: "
+                     r"0.001 -> 0.0005\).*--overwrite"):
+    stages.ensure_teacher(other, task, splits, workdir)
+
+
+def test_bad_search_config_value(tiny_bert_dir):
+  config = _config(tiny_bert_dir, mode="everything")
+  with pytest.raises(UserError, match=r"Bad --config.search.\* value: .*mode"):
+    search.setup_from_config(config.search)
