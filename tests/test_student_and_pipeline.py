@@ -1,0 +1,85 @@
+"""The discrete student, and the whole pipeline on a tiny teacher."""
+
+import json
+import os
+import subprocess
+import sys
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from adabert_jax.nas import genotype as genotype_lib, supernet, testing
+from adabert_jax.student import model
+from conftest import REPO_ROOT
+
+
+def _searched(seed=0):
+  cfg = supernet.SupernetConfig(hidden=16, k_max=3, num_nodes=3, dropout=0.0)
+  params = supernet.init_supernet(jax.random.key(seed), cfg, 24, 2)
+  params["arch"]["alpha_ops"] = jax.random.normal(jax.random.key(seed + 3), (9, 10))
+  params["arch"]["alpha_depth"] = jnp.array([0.0, 2.0, 0.0])
+  return cfg, params
+
+
+def test_student_equals_supernet_under_the_same_architecture_and_weights():
+  cfg, params = _searched()
+  emb = testing.random_emb_tables(jax.random.key(1), 100, 32, 24)
+  batch = testing.random_search_batch(0, 4, 12, 100, 2, 6, pair=True)
+  geno = genotype_lib.derive_genotype(params["arch"], cfg)
+  fixed = supernet.supernet_apply(params, emb, batch,
+                                  genotype_lib.genotype_to_onehots(geno, cfg), cfg,
+                                  train=False)
+  student = model.from_supernet(params, geno, cfg)
+  out = model.student_apply(student, batch, geno, emb_tables=emb)
+  chex.assert_shape(out["logits"], (4, 2))
+  chex.assert_shape(out["layer_logits"], (4, geno.depth, 2))
+  np.testing.assert_allclose(out["logits"], fixed["logits"], atol=1e-5)
+  np.testing.assert_allclose(out["layer_logits"], fixed["layer_logits"][:, :geno.depth],
+                             atol=1e-5)
+  # The exported form (projected [V, H] table, no probes) computes the same logits.
+  exported = model.export(student, emb)
+  chex.assert_shape(exported["embedding"]["word"], (100, 16))
+  assert "probes" not in exported
+  np.testing.assert_allclose(model.student_apply(exported, batch, geno)["logits"],
+                             fixed["logits"], atol=1e-5)
+  # Only the chosen edges are in the student: 6 per cell, K cells.
+  assert len(student["cells"]) == geno.depth
+  assert all(len(c["edges"]) == 6 for c in student["cells"])
+
+
+def test_genotype_round_trip_through_the_model():
+  cfg, params = _searched(seed=5)
+  geno = genotype_lib.derive_genotype(params["arch"], cfg)
+  again = genotype_lib.Genotype.from_json(geno.to_json())
+  assert again == geno
+  fresh = model.init_student(jax.random.key(0), again, 16, 24, 2)
+  ops_in_model = [(dst, src, name) for (dst, src, name), p in
+                  zip(again.ops, fresh["cells"][0]["edges"])]
+  assert genotype_lib.Genotype(tuple(ops_in_model), len(fresh["cells"]), cfg.k_max,
+                               cfg.num_nodes).to_json() == geno.to_json()
+
+
+def test_pipeline_end_to_end_and_rerun_reuses_every_stage(tmp_path, tiny_bert_dir):
+  args = [sys.executable, os.path.join(REPO_ROOT, "experiments", "pipeline.py"),
+          f"--config={os.path.join(REPO_ROOT, 'experiments', 'configs', 'default.py')}:tiny",
+          f"--workdir={tmp_path / 'run'}", f"--config.teacher.checkpoint={tiny_bert_dir}",
+          "--config.bench.bert_base=false"]
+  env = {**os.environ, "ADABERT_QUIET": "1", "ADABERT_CACHE_DIR": str(tmp_path / "cache")}
+  first = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
+  assert first.returncode == 0, first.stderr[-3000:]
+  for stage in ("teacher", "precompute", "search", "student", "benchmark"):
+    assert f"[{stage}] running" in first.stdout
+  run = tmp_path / "run"
+  results = json.load(open(run / "results.json"))
+  assert results["task"] == "rotten_tomatoes"
+  assert results["speed"]["speedup_vs_teacher"] > 0
+  assert (run / "report.md").read_text().startswith("# AdaBERT run: rotten_tomatoes")
+  assert os.path.getsize(run / "accuracy_latency.png") > 1000
+  # A rerun (as after a kill between stages) redoes nothing.
+  second = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
+  assert second.returncode == 0, second.stderr[-3000:]
+  assert "running" not in second.stdout
+  for stage in ("teacher", "precompute", "search", "student", "benchmark"):
+    assert f"[{stage}] done already" in second.stdout
