@@ -126,16 +126,18 @@ def student_dir(workdir: str, name: str = "student") -> str:
   return os.path.join(workdir, name)
 
 
-def load_searched(config, workdir):
-  """(genotype, SupernetConfig, final supernet params) of a finished search."""
+def searched_genotype(workdir):
   from adabert_jax.nas import genotype as genotype_lib, search
+
+  return genotype_lib.Genotype.load(os.path.join(search.search_dir(workdir), "genotype.json"))
+
+
+def searched_params(workdir):
+  """The final supernet params of a finished search (a full restore: only when needed)."""
+  from adabert_jax.nas import search
   from adabert_jax.train import checkpoints
 
-  sdir = search.search_dir(workdir)
-  geno = genotype_lib.Genotype.load(os.path.join(sdir, "genotype.json"))
-  setup = search.setup_from_config(config.search)
-  params = checkpoints.restore_pytree(os.path.join(sdir, "final_params"))
-  return geno, setup.supernet, params
+  return checkpoints.restore_pytree(os.path.join(search.search_dir(workdir), "final_params"))
 
 
 def ensure_student(config, task, splits, knowledge, workdir, search_result, *, geno=None,
@@ -147,15 +149,15 @@ def ensure_student(config, task, splits, knowledge, workdir, search_result, *, g
   from adabert_jax.student import model, train as student_train
 
   init = init or config.student.init
-  searched, supernet_cfg, supernet_params = load_searched(config, workdir)
-  geno = geno or searched
+  geno = geno or searched_genotype(workdir)
+  supernet_cfg = search.setup_from_config(config.search).supernet
   fingerprint = {"student": config.student.to_dict(), "init": init,
                  "genotype": json.loads(geno.to_json()),
                  "search": search_result["fingerprint"]}
 
   def run():
     if init == "inherit":
-      params = model.from_supernet(supernet_params, geno, supernet_cfg)
+      params = model.from_supernet(searched_params(workdir), geno, supernet_cfg)
     elif init == "scratch":
       params = model.init_student(jax.random.key(config.seed + 11), geno, supernet_cfg.hidden,
                                   knowledge["emb_tables"]["word"].shape[1], task.num_classes)
