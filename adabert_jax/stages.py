@@ -145,6 +145,7 @@ def ensure_student(config, task, splits, knowledge, workdir, search_result, *, g
   """Trains the student of the searched genotype (or of `geno`, for baselines)."""
   import jax
 
+  from adabert_jax.data import batching
   from adabert_jax.nas import search
   from adabert_jax.student import model, train as student_train
 
@@ -163,14 +164,9 @@ def ensure_student(config, task, splits, knowledge, workdir, search_result, *, g
                                   knowledge["emb_tables"]["word"].shape[1], task.num_classes)
     else:
       raise UserError(f"--config.student.init={init!r}: use inherit or scratch.")
-    train = search.with_knowledge(splits["train"], knowledge["knowledge"]["train"])
-    subset = config.student.train_subset
-    if 0 < subset < len(train["label"]):
-      import numpy as np
-
-      keep = np.sort(np.random.default_rng(config.seed).permutation(
-          len(train["label"]))[:subset])
-      train = {k: v[keep] for k, v in train.items()}
+    train = batching.fixed_subset(
+        search.with_knowledge(splits["train"], knowledge["knowledge"]["train"]),
+        config.student.train_subset, config.seed)
     return student_train.train_student(config, task, geno, params, train,
                                        splits[task.main_dev_split], knowledge["emb_tables"],
                                        student_dir(workdir, name), name)

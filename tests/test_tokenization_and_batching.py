@@ -132,3 +132,17 @@ def test_eval_batches_count_every_example_once(n):
   labels = np.concatenate([b["label"] for b in batches])
   assert weights.sum() == n
   np.testing.assert_array_equal(labels[weights == 1], np.arange(n))
+
+
+def test_fixed_subset_is_seeded_ordered_and_whole_rows():
+  arrays = _arrays(10)
+  sub = batching.fixed_subset(arrays, 4, seed=0)
+  chex.assert_shape(sub["input_ids"], (4, 4))
+  assert list(sub["label"]) == sorted(sub["label"])  # original order kept
+  np.testing.assert_array_equal(sub["input_ids"][:, 0] // 4, sub["label"])
+  np.testing.assert_array_equal(batching.fixed_subset(arrays, 4, 0)["label"], sub["label"])
+  subsets = {tuple(batching.fixed_subset(arrays, 4, seed)["label"]) for seed in range(5)}
+  assert len(subsets) > 1  # the seed chooses the subset
+  for size in (0, 10, 99):  # no subset: everything
+    np.testing.assert_array_equal(batching.fixed_subset(arrays, size, 0)["label"],
+                                  arrays["label"])

@@ -25,6 +25,17 @@ def num_examples(arrays: Mapping[str, np.ndarray]) -> int:
   return next(iter(sizes.values()))
 
 
+def fixed_subset(arrays: Mapping[str, np.ndarray], size: int, seed: int
+                 ) -> dict[str, np.ndarray]:
+  """A fixed random subset of `size` examples (in their original order), chosen by `seed`;
+  all of them when size <= 0 or size >= the number of examples."""
+  n = num_examples(arrays)
+  if not 0 < size < n:
+    return dict(arrays)
+  keep = np.sort(np.random.default_rng(seed).permutation(n)[:size])
+  return {name: a[keep] for name, a in arrays.items()}
+
+
 def epoch_permutation(key: jax.Array, epoch: int, n: int) -> np.ndarray:
   """The example order of one epoch: a pure function of (key, epoch)."""
   return np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch), n))

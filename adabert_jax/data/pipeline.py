@@ -7,7 +7,7 @@ import os
 import ml_collections
 import numpy as np
 
-from adabert_jax.data import sources, tokenization
+from adabert_jax.data import batching, sources, tokenization
 from adabert_jax.data.tasks import Task, get_task
 from adabert_jax.teacher import assets
 
@@ -37,10 +37,8 @@ def load_task_data(config: ml_collections.ConfigDict
   for split in task.splits:
     arrays = tokenization.load_tokenized(task, split, source, vocab, config.data.max_len,
                                          cache_dir)
-    if split == "train" and 0 < config.data.train_subset < len(arrays["label"]):
-      keep = np.sort(np.random.default_rng(config.data.split_seed).permutation(
-          len(arrays["label"]))[:config.data.train_subset])
-      arrays = {name: a[keep] for name, a in arrays.items()}
+    if split == "train":
+      arrays = batching.fixed_subset(arrays, config.data.train_subset, config.data.split_seed)
     splits[split] = arrays
   return task, splits, vocab
 

@@ -9,6 +9,7 @@ the derived architecture), genotype.json, cell.png, alpha.png and result.json.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -86,15 +87,10 @@ def evaluate_fixed(params, emb_tables, arrays, sample, cfg: supernet.SupernetCon
   return metrics_lib.compute_metrics(task, np.concatenate(preds), arrays["label"])
 
 
-_FIXED_LOGITS_CACHE: dict = {}
-
-
+@functools.cache
 def _jitted_fixed_logits(cfg: supernet.SupernetConfig):
-  if cfg not in _FIXED_LOGITS_CACHE:
-    _FIXED_LOGITS_CACHE[cfg] = jax.jit(
-        lambda params, emb, batch, sample: supernet.supernet_apply(
-            params, emb, batch, sample, cfg, train=False)["logits"])
-  return _FIXED_LOGITS_CACHE[cfg]
+  return jax.jit(lambda params, emb, batch, sample: supernet.supernet_apply(
+      params, emb, batch, sample, cfg, train=False)["logits"])
 
 
 def _check_finite(metrics: dict, step: int, ring_dir: str, state: Any) -> None:
@@ -124,11 +120,8 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
   os.makedirs(out_dir, exist_ok=True)
   mesh = sharding.make_mesh()
   sharding.check_batch_size(cfg.batch_size, mesh, "search.batch_size")
-  train = with_knowledge(splits["train"], knowledge["train"])
-  if 0 < cfg.train_subset < len(train["label"]):
-    keep = np.sort(np.random.default_rng(config.seed).permutation(
-        len(train["label"]))[:cfg.train_subset])
-    train = {name: a[keep] for name, a in train.items()}
+  train = batching.fixed_subset(with_knowledge(splits["train"], knowledge["train"]),
+                                cfg.train_subset, config.seed)
   dev = splits[task.main_dev_split]
   steps_per_epoch = batching.steps_per_epoch(train, cfg.batch_size)
   total_steps = steps_per_epoch * cfg.epochs
