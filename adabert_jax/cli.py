@@ -52,7 +52,30 @@ def run(main: Callable[[list[str]], None]) -> None:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
 
-  app.run(wrapped)
+  app.run(wrapped, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with an unknown --config.* key as one line instead of the
+  traceback ml_collections raises when it applies the override to an explicit --config."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    message = str(e).strip()
+    if "Traceback" in message:  # ml_collections embeds the config file's traceback
+      lines = message.splitlines()
+      message = f"{lines[0].rstrip(':')}: {lines[-1]}"
+    print(f"error: {message}. See --helpshort.", file=sys.stderr)
+    sys.exit(2)
+  except (AttributeError, KeyError) as e:
+    _unknown_config_key(e)
+
+
+def _unknown_config_key(e: Exception) -> None:
+  bad = [a for a in sys.argv[1:] if a.startswith("--config.")]
+  print(f"error: unknown config key in {' '.join(bad)} ({e}). The fields are listed in "
+        "experiments/configs/default.py.", file=sys.stderr)
+  sys.exit(2)
 
 
 def default_config(preset: str) -> str:
@@ -70,7 +93,4 @@ def define_config_flag(default: str) -> config_flags.FlagHolder:
   try:
     return config_flags.DEFINE_config_file("config", default, "Config file, and :preset.")
   except (AttributeError, KeyError) as e:
-    bad = [a for a in sys.argv[1:] if a.startswith("--config.")]
-    print(f"error: unknown config key in {' '.join(bad)} ({e}). The fields are listed in "
-          "experiments/configs/default.py.", file=sys.stderr)
-    sys.exit(2)
+    _unknown_config_key(e)

@@ -175,6 +175,26 @@ def ensure_student(config, task, splits, knowledge, workdir, search_result, *, g
                    run)
 
 
+BASELINES = ("student_scratch", "random_arch", "plain_cnn")
+
+
+def ensure_baselines(config, task, splits, knowledge, workdir, search_result,
+                     overwrite=False) -> dict[str, dict]:
+  """What the search buys: students trained with the same KD loss and budget from scratch,
+  on the searched genotype, on a random genotype of the same depth, and on a plain CNN
+  (a chain of conv3 in each cell) of the same depth."""
+  from adabert_jax.nas import genotype as genotype_lib
+
+  searched = searched_genotype(workdir)
+  shape = dict(depth=searched.depth, k_max=searched.k_max, num_nodes=searched.num_nodes)
+  genotypes = {"student_scratch": searched,
+               "random_arch": genotype_lib.random_genotype(config.seed + 1, **shape),
+               "plain_cnn": genotype_lib.plain_cnn_genotype(**shape)}
+  return {name: ensure_student(config, task, splits, knowledge, workdir, search_result,
+                               geno=geno, name=name, init="scratch", overwrite=overwrite)
+          for name, geno in genotypes.items()}
+
+
 def load_student(workdir: str, name: str = "student"):
   """(genotype, exported params) of a trained student."""
   from adabert_jax.nas import genotype as genotype_lib

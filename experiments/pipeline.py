@@ -20,6 +20,10 @@ from adabert_jax.eval import report
 flags.DEFINE_enum("stop_after", "report", ["data", "teacher", "precompute", "search",
                                            "student", "benchmark", "report"],
                   "Stop after this stage.")
+flags.DEFINE_bool("baselines", False,
+                  "Also train the baselines (the searched architecture from scratch, a random "
+                  "architecture and a plain CNN of the same depth, same KD loss and budget) "
+                  "and put them in the report.")
 _CONFIG = cli.define_config_flag(cli.default_config("quick"))
 
 
@@ -45,13 +49,15 @@ def main(argv):
     return
   student = stages.ensure_student(config, task, splits, knowledge, workdir, search,
                                   overwrite=overwrite)
+  baselines = (stages.ensure_baselines(config, task, splits, knowledge, workdir, search,
+                                       overwrite) if flags.FLAGS.baselines else None)
   if stop_after == "student":
     return
   bench = stages.ensure_benchmark(config, task, workdir, teacher, student, overwrite)
   if stop_after == "benchmark":
     return
   results = report.build_report(task, workdir, teacher, knowledge["summary"], search,
-                                student, bench)
+                                student, bench, baselines)
   print()
   print(report.results_table(task, results, bench))
   print(f"\nreport: {workdir}/report.md ({time.time() - start:.0f} s)")

@@ -21,6 +21,11 @@ def _run(*args, cwd=None):
     (["--task=qnli"], "needs its GLUE data: pass --glue_dir=DIR"),
     (["--task=sst2", "--glue_dir=/nonexistent/glue"], "does not exist (--glue_dir)"),
     (["--config.data.no_such_key=1"], "unknown config key in --config.data.no_such_key=1"),
+    ([f"--config={os.path.join(REPO_ROOT, 'experiments', 'configs', 'default.py')}:tiny",
+      "--config.bench.nope=1"], "unknown config key in --config.bench.nope=1"),
+    (["--config.bench.repeats=abc"],
+     "flag --config.bench.repeats=abc: invalid literal for int()"),
+    (["--config=experiments/configs/default.py:huge"], "Unknown preset 'huge'"),
     ([], "--workdir is required"),
 ])
 def test_bad_input_gets_one_line_and_exit_2(tmp_path, args, message):

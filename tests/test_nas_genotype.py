@@ -101,3 +101,18 @@ def test_a_derived_genotype_of_random_logits_is_always_valid():
     geno = genotype.derive_genotype(arch, CFG)
     assert len(geno.ops) == 2 * CFG.num_nodes
     assert genotype.Genotype.from_json(geno.to_json()) == geno
+
+
+def test_random_baseline_genotype_is_valid_seeded_and_varied():
+  a = genotype.random_genotype(3, depth=2, k_max=8, num_nodes=3)
+  assert a == genotype.random_genotype(3, depth=2, k_max=8, num_nodes=3)
+  assert a.depth == 2 and len(a.ops) == 2 * 3  # two incoming edges per node, like derived
+  assert all(name != "zero" for _, _, name in a.ops)
+  others = {genotype.random_genotype(s, 2, 8, 3).to_json() for s in range(5)}
+  assert len(others) > 1
+
+
+def test_plain_cnn_baseline_is_a_chain_of_convolutions():
+  cnn = genotype.plain_cnn_genotype(depth=3, k_max=8, num_nodes=3)
+  assert cnn.ops == ((2, 1, "conv3"), (3, 2, "conv3"), (4, 3, "conv3"))
+  assert cnn.depth == 3

@@ -62,6 +62,9 @@ def _discrete_forward(params, emb_tables, batch, geno):
           states[node] = states[node] + ops.apply_op(name, op_params, states[src], mask)
     node_w = jax.nn.softmax(cell["node_logits"])
     out = sum(node_w[j] * states[2 + j] for j in range(geno.num_nodes))
+    # Cell outputs are layer-normalised per token (no affine), padding staying zero.
+    mean = out.mean(-1, keepdims=True)
+    out = (out - mean) / jnp.sqrt(((out - mean) ** 2).mean(-1, keepdims=True) + 1e-5)
     prev2, prev1 = prev1, out
     pooled.append(supernet.masked_mean(out, mask))
   heads, k = weights["heads"], geno.depth - 1

@@ -65,7 +65,7 @@ def test_pipeline_end_to_end_and_rerun_reuses_every_stage(tmp_path, tiny_bert_di
   args = [sys.executable, os.path.join(REPO_ROOT, "experiments", "pipeline.py"),
           f"--config={os.path.join(REPO_ROOT, 'experiments', 'configs', 'default.py')}:tiny",
           f"--workdir={tmp_path / 'run'}", f"--config.teacher.checkpoint={tiny_bert_dir}",
-          "--config.bench.bert_base=false"]
+          "--config.bench.bert_base=false", "--baselines"]
   env = {**os.environ, "ADABERT_QUIET": "1", "ADABERT_CACHE_DIR": str(tmp_path / "cache")}
   first = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
   assert first.returncode == 0, first.stderr[-3000:]
@@ -75,11 +75,16 @@ def test_pipeline_end_to_end_and_rerun_reuses_every_stage(tmp_path, tiny_bert_di
   results = json.load(open(run / "results.json"))
   assert results["task"] == "rotten_tomatoes"
   assert results["speed"]["speedup_vs_teacher"] > 0
+  # The baselines: same depth as the searched student, trained and reported beside it.
+  assert set(results["baselines"]) == {"student_scratch", "random_arch", "plain_cnn"}
+  assert results["baselines"]["plain_cnn"]["genotype"]["depth"] == (
+      results["student"]["genotype"]["depth"])
+  assert "| baseline: random_arch |" in (run / "report.md").read_text()
   assert (run / "report.md").read_text().startswith("# AdaBERT run: rotten_tomatoes")
   assert os.path.getsize(run / "accuracy_latency.png") > 1000
   # A rerun (as after a kill between stages) redoes nothing.
   second = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
   assert second.returncode == 0, second.stderr[-3000:]
   assert "running" not in second.stdout
-  for stage in ("teacher", "precompute", "search", "student", "benchmark"):
+  for stage in ("teacher", "precompute", "search", "student", "benchmark", "plain_cnn"):
     assert f"[{stage}] done already" in second.stdout

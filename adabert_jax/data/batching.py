@@ -105,12 +105,13 @@ def trim(batch: Batch, length: int) -> Batch:
 
 def bucketed_train_batches(arrays: Mapping[str, np.ndarray], batch_size: int,
                            key: jax.Array, epoch: int, max_len: int,
-                           pool_batches: int = 64) -> Iterator[Batch]:
+                           pool_batches: int = 64, start_step: int = 0) -> Iterator[Batch]:
   """Shuffled batches of similar lengths, each trimmed to its bucket.
 
   The epoch's permutation is cut into pools of `pool_batches` batches; each pool is sorted
   by length and split into batches, and the batches of the epoch are shuffled, so order
-  stays random while padding shrinks. A pure function of (key, epoch).
+  stays random while padding shrinks. A pure function of (key, epoch); `start_step` skips
+  the epoch's first batches (to resume).
   """
   n = num_examples(arrays)
   if n < batch_size:
@@ -126,7 +127,7 @@ def bucketed_train_batches(arrays: Mapping[str, np.ndarray], batch_size: int,
     batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
   shuffle = np.asarray(jax.random.permutation(
       jax.random.fold_in(jax.random.fold_in(key, epoch), 1), len(batches)))
-  for b in shuffle:
+  for b in shuffle[start_step:]:
     batch = {name: a[batches[b]] for name, a in arrays.items()}
     yield trim(batch, bucket_for(batch, max_len))
 

@@ -158,3 +158,28 @@ def genotype_to_onehots(genotype: Genotype, cfg: SupernetConfig) -> dict[str, np
       "depth": np.eye(cfg.k_max, dtype=np.float32)[depth_index],
       "depth_index": np.asarray(depth_index),
   }
+
+
+# Baselines: what the search is compared against, under the same student training.
+
+
+def random_genotype(seed: int, depth: int, k_max: int, num_nodes: int) -> Genotype:
+  """A uniformly random architecture of the search space at a given depth: like a derived
+  genotype, each intermediate node takes 2 distinct earlier nodes, each edge a random
+  non-zero op."""
+  rng = np.random.default_rng(seed)
+  op_names = [n for n in ops.OP_NAMES if n != "zero"]
+  chosen = []
+  for node in range(NUM_INPUT_NODES, NUM_INPUT_NODES + num_nodes):
+    for src in sorted(rng.choice(node, size=EDGES_PER_NODE, replace=False)):
+      chosen.append((node, int(src), op_names[rng.integers(len(op_names))]))
+  return Genotype(ops=tuple(chosen), depth=depth, k_max=k_max, num_nodes=num_nodes)
+
+
+def plain_cnn_genotype(depth: int, k_max: int, num_nodes: int, op: str = "conv3") -> Genotype:
+  """A plain CNN in the same cell format: each cell is a chain of `num_nodes` convolutions
+  (input k-1 -> node 2 -> node 3 -> ...), so depth K gives K * num_nodes stacked convs."""
+  chain = [(NUM_INPUT_NODES, NUM_INPUT_NODES - 1, op)]
+  chain += [(node, node - 1, op)
+            for node in range(NUM_INPUT_NODES + 1, NUM_INPUT_NODES + num_nodes)]
+  return Genotype(ops=tuple(chain), depth=depth, k_max=k_max, num_nodes=num_nodes)

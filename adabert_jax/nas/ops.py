@@ -82,6 +82,21 @@ def layer_norm(x_BLD: jax.Array, scale_D: jax.Array, bias_D: jax.Array) -> jax.A
   return (x_BLD - mean) * lax.rsqrt(var + LAYER_NORM_EPS) * scale_D + bias_D
 
 
+def normalize_tokens(x_BLD: jax.Array) -> jax.Array:
+  """LayerNorm without scale or bias: each token's vector to zero mean, unit variance.
+
+  Applied to every cell output. A node sums all its incoming edges, and identity and pooling
+  edges pass their input's scale through, so along a sampled path of such edges the
+  activations would grow several-fold per cell (up to ~5^8 over 8 cells) and the heads
+  would see inputs whose scale jumps from one architecture sample to the next. DARTS-style
+  cells normalise their inputs for the same reason; convolutions here already end in a
+  LayerNorm. A padded token (all zeros) stays all zeros.
+  """
+  mean = jnp.mean(x_BLD, axis=-1, keepdims=True)
+  var = jnp.mean(jnp.square(x_BLD - mean), axis=-1, keepdims=True)
+  return (x_BLD - mean) * lax.rsqrt(var + LAYER_NORM_EPS)
+
+
 def _conv1d_same_fwd_only(h_BLI: jax.Array, kernel_KIO: jax.Array, dilation: int) -> jax.Array:
   return lax.conv_general_dilated(h_BLI, kernel_KIO, window_strides=(1,), padding="SAME",
                                   rhs_dilation=(dilation,),

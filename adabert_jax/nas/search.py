@@ -148,7 +148,7 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
   if restored is not None:
     step, state = restored
   history_path = os.path.join(out_dir, "history.jsonl")
-  history = _read_history(history_path, before_epoch=step // steps_per_epoch)
+  history = _read_history(history_path, up_to_step=step)
   io_utils.save_text_atomic(history_path, "".join(json.dumps(h) + "\n" for h in history))
 
   emb = sharding.replicate({k: jnp.asarray(v) for k, v in emb_tables.items()}, mesh)
@@ -173,12 +173,15 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
       if step % 20 == 0:
         bar.set_postfix(loss=f"{metrics['total']:.3f}", T=f"{metrics['temperature']:.3f}",
                         K=int(metrics["depth"]))
-      if step % cfg.checkpoint_every_steps == 0:
+      # Epoch ends are saved below, after their history record (see there).
+      if step % cfg.checkpoint_every_steps == 0 and step % steps_per_epoch and (
+          step < total_steps):
         ring.save(step, state)
       if step >= total_steps:
         break
     if step % steps_per_epoch == 0 or step >= total_steps:
-      ring.save(step, state)
+      # The record is appended before the state is saved: a kill between the two resumes
+      # from an earlier step, drops the record and recomputes it, so none goes missing.
       record = _epoch_record(state.params["arch"], setup.supernet, epoch_terms,
                              epoch=(step - 1) // steps_per_epoch, step=step)
       geno = genotype_lib.derive_genotype(jax.device_get(state.params["arch"]),
@@ -189,6 +192,7 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
       history.append(record)
       with open(history_path, "a") as f:
         f.write(json.dumps(record) + "\n")
+      ring.save(step, state)
       log.write(**{k: v for k, v in record.items() if k not in ("op_probs",)})
       bar.write(f"epoch {record['epoch']}: loss {record['loss']['total']:.3f} "
                 f"(ce {record['loss']['ce']:.3f}, kd {record['loss']['kd']:.3f}, "
@@ -218,13 +222,22 @@ def _epoch_record(arch, cfg: supernet.SupernetConfig, terms: list[dict], *, epoc
   }
 
 
-def _read_history(path: str, before_epoch: int) -> list[dict]:
-  """The per-epoch records of epochs already checkpointed (a resumed run redoes the rest)."""
+def _read_history(path: str, up_to_step: int) -> list[dict]:
+  """The per-epoch records made at or before the restored step (a resumed run redoes the
+  rest). A last line cut short by a kill is dropped like any record after the step."""
   if not os.path.isfile(path):
     return []
   with open(path) as f:
-    records = [json.loads(line) for line in f if line.strip()]
-  return [r for r in records if r["epoch"] < before_epoch]
+    lines = [line for line in f if line.strip()]
+  records = []
+  for i, line in enumerate(lines):
+    try:
+      records.append(json.loads(line))
+    except json.JSONDecodeError:
+      if i < len(lines) - 1:
+        raise UserError(f"{path} line {i + 1} is not JSON; delete the file's damaged "
+                        "lines (or the search folder) and rerun.") from None
+  return [r for r in records if r["step"] <= up_to_step]
 
 
 def _finish(config, task, setup, state, history, cost_table, teacher_result, out_dir,

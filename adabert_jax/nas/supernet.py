@@ -12,7 +12,8 @@ Structure (the paper's, with DARTS conventions where it is silent):
   one edge from every earlier node: 2 + 3 + 4 = 9 edges for N = 3, in the order of `cell_edges`.
   Every op is computed with the full attention mask (stream A is simply zero on segment B).
 - The cell output is a softmax-weighted sum (learned logits per cell) of its intermediate nodes,
-  followed by dropout when training.
+  layer-normalised without affine parameters (ops.normalize_tokens: keeps the scale from
+  compounding over cells along identity/pooling paths), followed by dropout when training.
 - One alpha_ops [E, NUM_OPS] shared by all cells; each cell has its own weights for every op on
   every edge (stored stacked, leading axes [k_max, E], so the cells run under a lax.scan and
   the edges under an inner one: the edge body compiles once instead of k_max * E times).
@@ -243,7 +244,8 @@ def _cell(cell_params, s0_BLD, s1_BLD, mask_BL, op_weights_EO, op_index_E, cfg):
                         (cell_params["ops"], src_E, dst_E, op_weights_EO, op_index_E),
                         cfg.unroll)
   node_weights_N = jax.nn.softmax(cell_params["node_logits"])
-  return jnp.einsum("n,nbld->bld", node_weights_N, states_SBLD[NUM_INPUT_NODES:])
+  return ops.normalize_tokens(
+      jnp.einsum("n,nbld->bld", node_weights_N, states_SBLD[NUM_INPUT_NODES:]))
 
 
 def _check_sample(sample: dict[str, jax.Array], cfg: SupernetConfig) -> None:

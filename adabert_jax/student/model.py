@@ -122,7 +122,8 @@ def student_apply(params: Params, batch: dict[str, Any], geno: Genotype, *,
         total = total + ops.apply_op(name, cell["edges"][i], states[src], mask_BL)
       states.append(total)
     node_weights = jax.nn.softmax(cell["node_logits"])
-    out_BLD = jnp.einsum("n,nbld->bld", node_weights, jnp.stack(states[first_node:]))
+    out_BLD = ops.normalize_tokens(
+        jnp.einsum("n,nbld->bld", node_weights, jnp.stack(states[first_node:])))
     if train and dropout > 0:
       keep = jax.random.bernoulli(jax.random.fold_in(dropout_key, c), 1.0 - dropout,
                                   out_BLD.shape)

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import time
 from typing import Any, Callable
 
@@ -19,15 +20,21 @@ import optax
 from adabert_jax import io_utils
 from adabert_jax.data import batching
 from adabert_jax.data.tasks import Task
+from adabert_jax.errors import UserError
 from adabert_jax.eval import metrics as metrics_lib
 from adabert_jax.teacher import bert
 from adabert_jax.train import checkpoints, progress, sharding
 
 RESULT_FILE = "result.json"
+BEST_FILE = "best.json"
 
 
 def teacher_dir(workdir: str) -> str:
   return os.path.join(workdir, "teacher")
+
+
+# Settings that change how often state is saved, not what is learnt: outside the fingerprint.
+_OPERATIONAL_KEYS = ("checkpoint_every_steps", "keep_checkpoints")
 
 
 def stage_fingerprint(config: ml_collections.ConfigDict, task: Task) -> dict:
@@ -35,8 +42,8 @@ def stage_fingerprint(config: ml_collections.ConfigDict, task: Task) -> dict:
   # Where the data lives (cache, GLUE folder path) is not what it is: left out.
   data = {k: v for k, v in config.data.to_dict().items()
           if k not in ("cache_dir", "glue_dir", "tfds_data_dir")}
-  return {"task": task.name, "teacher": config.teacher.to_dict(), "data": data,
-          "seed": config.seed}
+  teacher = {k: v for k, v in config.teacher.to_dict().items() if k not in _OPERATIONAL_KEYS}
+  return {"task": task.name, "teacher": teacher, "data": data, "seed": config.seed}
 
 
 def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int
@@ -92,16 +99,49 @@ def evaluate(teacher, params, task: Task, arrays, batch_size, max_len, mesh) -> 
   return metrics_lib.compute_metrics(task, logits.argmax(-1), arrays["label"])
 
 
+def _epoch_batches(train, cfg, data_key, epoch, start_step, max_len):
+  if cfg.bucket_lengths:
+    return batching.bucketed_train_batches(train, cfg.batch_size, data_key, epoch, max_len,
+                                           start_step=start_step)
+  return batching.train_batches(train, cfg.batch_size, data_key, epoch, start_step)
+
+
+def _resume(ring: checkpoints.CheckpointRing, state: dict, out_dir: str
+            ) -> tuple[int, dict, dict]:
+  """(step, state, best-so-far) from the newest readable training state, or a fresh start.
+
+  best.json is written right after best/, so a kill between the two leaves best/ newer than
+  best.json: replaying from the ring's step reaches the same dev score again and rewrites
+  both. The log keeps only what happened up to the restored step.
+  """
+  best_path = os.path.join(out_dir, BEST_FILE)
+  log_path = os.path.join(out_dir, "log.jsonl")
+  restored = ring.restore_latest(state)
+  if restored is None:
+    for stale in (best_path, log_path):
+      if os.path.exists(stale):
+        os.remove(stale)
+    return 0, state, {"score": -np.inf}
+  step, state = restored
+  best = io_utils.load_json(best_path) if os.path.isfile(best_path) else {"score": -np.inf}
+  if os.path.isfile(log_path):
+    with open(log_path) as f:
+      kept = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= step]
+    io_utils.save_text_atomic(log_path, "".join(kept))
+  return step, state, best
+
+
 def finetune(config: ml_collections.ConfigDict, task: Task,
              splits: dict[str, dict[str, np.ndarray]], workdir: str) -> dict:
   """Fine-tunes the teacher; keeps the checkpoint with the best dev score.
 
-  Writes <workdir>/teacher/{best/, result.json, log.jsonl}; returns the result.
+  Writes <workdir>/teacher/{best/, best.json, checkpoints/, result.json, log.jsonl};
+  returns the result. Restarted after a kill, it resumes from the newest training state in
+  checkpoints/ and ends with the same parameters as an uninterrupted run.
   """
   cfg = config.teacher
   out_dir = teacher_dir(workdir)
   os.makedirs(out_dir, exist_ok=True)
-  log = progress.MetricsLog(os.path.join(out_dir, "log.jsonl"))
   key = jax.random.key(config.seed)
   init_key, data_key, dropout_key = jax.random.split(key, 3)
   teacher, params, _ = bert.load_teacher(cfg.checkpoint, task.num_classes, init_key)
@@ -114,30 +154,35 @@ def finetune(config: ml_collections.ConfigDict, task: Task,
   steps_per_epoch = batching.steps_per_epoch(train, cfg.batch_size)
   total_steps = steps_per_epoch * cfg.epochs
   tx = make_optimizer(cfg, total_steps)
-  state = sharding.replicate(
-      {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)},
-      mesh)
+  state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+  ring = checkpoints.CheckpointRing(os.path.join(out_dir, "checkpoints"),
+                                    keep=cfg.keep_checkpoints)
+  step, state, best = _resume(ring, state, out_dir)
+  state = sharding.replicate(state, mesh)
+  log = progress.MetricsLog(os.path.join(out_dir, "log.jsonl"))
   train_step = make_train_step(teacher, tx, cfg.dropout)
   eval_every = cfg.eval_every_steps or steps_per_epoch
-  best: dict = {"score": -np.inf}
-  start = time.time()
+  start, start_step = time.time(), step
   bar = progress.progress(total_steps * cfg.batch_size, f"teacher {task.name}")
-  step = 0
-  for epoch in range(cfg.epochs):
-    if cfg.bucket_lengths:
-      batches = batching.bucketed_train_batches(train, cfg.batch_size, data_key, epoch,
-                                                max_len)
-    else:
-      batches = batching.train_batches(train, cfg.batch_size, data_key, epoch)
-    for batch in batches:
+  bar.update(step * cfg.batch_size)
+  if step:
+    bar.write(f"resumed the teacher fine-tune at step {step} from {ring.directory}")
+  while step < total_steps:
+    epoch, in_epoch = divmod(step, steps_per_epoch)
+    for batch in _epoch_batches(train, cfg, data_key, epoch, in_epoch, max_len):
       state, loss = train_step(state, sharding.shard_batch(batch, mesh), dropout_key)
       step += 1
       bar.update(cfg.batch_size)
       if step % 50 == 0:
         loss = float(loss)
+        if not np.isfinite(loss):
+          raise UserError(
+              f"Non-finite teacher loss at step {step}; the last good training state is in "
+              f"{ring.directory}. Lower --config.teacher.learning_rate.")
         bar.set_postfix(loss=f"{loss:.3f}", epoch=epoch)
         log.write(step=step, epoch=epoch, loss=loss)
-      if step % eval_every == 0 or step == total_steps:
+      evaluated = step % eval_every == 0 or step == total_steps
+      if evaluated:
         dev_metrics = evaluate(teacher, state["params"], task, dev, 2 * cfg.batch_size,
                                max_len, mesh)
         log.write(step=step, epoch=epoch, dev=dev_metrics,
@@ -148,20 +193,31 @@ def finetune(config: ml_collections.ConfigDict, task: Task,
           best = {"score": dev_metrics["score"], "step": step, "epoch": epoch,
                   "dev": dev_metrics}
           checkpoints.save_pytree(os.path.join(out_dir, "best"), state["params"])
+          io_utils.save_json_atomic(os.path.join(out_dir, BEST_FILE), best)
+      if evaluated or step % cfg.checkpoint_every_steps == 0:
+        ring.save(step, state)
+      if step >= total_steps:
+        break
   bar.close()
+  ring.close()
   elapsed = time.time() - start
   result = {
       "task": task.name, "model_dir": teacher.model_dir, "num_layers": teacher.num_layers,
       "hidden_size": teacher.hidden_size, "num_classes": task.num_classes,
       "best_step": best["step"], "best_epoch": best["epoch"], "dev": best["dev"],
       "train_examples": int(len(train["label"])), "total_steps": total_steps,
-      "wall_time_s": round(elapsed, 1),
-      "train_examples_per_s": round(total_steps * cfg.batch_size / elapsed, 1),
+      "resumed_from_step": start_step, "wall_time_s": round(elapsed, 1),
+      "train_examples_per_s": round(
+          (total_steps - start_step) * cfg.batch_size / max(elapsed, 1e-9), 1),
       "fingerprint": stage_fingerprint(config, task),
   }
+  # The id names the weights: the best step and its dev scores, not timings.
+  identity = {k: result[k] for k in ("task", "model_dir", "best_step", "dev", "fingerprint")}
   result["checkpoint_id"] = hashlib.sha256(
-      json.dumps(result, sort_keys=True, default=str).encode()).hexdigest()[:16]
+      json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
   io_utils.save_json_atomic(os.path.join(out_dir, RESULT_FILE), result)
+  # The training states only serve a resume; a finished teacher needs best/ alone.
+  shutil.rmtree(ring.directory, ignore_errors=True)
   return result
 
 

@@ -42,6 +42,8 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
   c.teacher.bucket_lengths = True  # trim batches to their longest example (few shapes)
   c.teacher.eval_every_steps = 0  # 0 = once per epoch
   c.teacher.dropout = 0.1
+  c.teacher.checkpoint_every_steps = 200  # training state kept for resuming after a kill
+  c.teacher.keep_checkpoints = 2
 
   c.probes = ml_collections.ConfigDict()
   c.probes.epochs = 5  # the authors' code: 5 epochs of Adam on the frozen teacher

@@ -1,0 +1,127 @@
+"""Kill -9 and restart: the teacher fine-tune and the search, run as the user runs them (the
+stage scripts in a subprocess), are killed at random moments after a checkpoint and
+restarted with the same command; the end result must equal an uninterrupted run's, bitwise.
+
+Bitwise is the right bar on CPU: a resumed run restores the exact float32 state, replays the
+same batches (data order is a pure function of key, epoch and step) and the same dropout and
+Gumbel noise (keys folded with the step), through the same compiled programs.
+"""
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT
+
+CONFIG = os.path.join(REPO_ROOT, "experiments", "configs", "default.py")
+KILL_CYCLES = 3
+
+pytestmark = pytest.mark.slow
+
+
+def _args(script, workdir, tiny_bert_dir, *overrides):
+  return [sys.executable, os.path.join(REPO_ROOT, "experiments", script),
+          f"--config={CONFIG}:tiny", f"--workdir={workdir}",
+          f"--config.teacher.checkpoint={tiny_bert_dir}", *overrides]
+
+
+def _env(tmp_path):
+  return {**os.environ, "ADABERT_QUIET": "1", "ADABERT_CACHE_DIR": str(tmp_path / "cache")}
+
+
+def _ring_steps(ring_dir):
+  """Finished steps of an orbax CheckpointManager directory (unfinished ones carry a tmp
+  suffix until orbax renames them)."""
+  if not os.path.isdir(ring_dir):
+    return []
+  return sorted(int(name) for name in os.listdir(ring_dir) if name.isdigit())
+
+
+def _run(args, env):
+  done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+  assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+  return done
+
+
+def _kill_and_restart(args, env, ring_dir, rng, log_dir):
+  """Starts `args` KILL_CYCLES times, each time SIGKILLing it at a random moment after it
+  wrote a checkpoint newer than any before; then lets it finish. Returns the steps at
+  which the kills landed (the newest checkpoint present when each kill was sent)."""
+  kills = []
+  for cycle in range(KILL_CYCLES):
+    before = max(_ring_steps(ring_dir), default=0)
+    with open(os.path.join(log_dir, f"cycle{cycle}.log"), "w") as out:
+      proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
+      deadline = time.time() + 300
+      while proc.poll() is None and max(_ring_steps(ring_dir), default=0) <= before:
+        assert time.time() < deadline, f"no new checkpoint in {ring_dir} within 300 s"
+        time.sleep(0.02)
+      time.sleep(rng.uniform(0.0, 0.4))  # somewhere after the checkpoint: mid-step or mid-save
+      if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills.append(max(_ring_steps(ring_dir), default=0))
+  _run(args, env)
+  return kills
+
+
+def _assert_trees_equal(a, b):
+  import jax
+
+  leaves_a, tree_a = jax.tree.flatten(a)
+  leaves_b, tree_b = jax.tree.flatten(b)
+  assert tree_a == tree_b
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_teacher_finetune_survives_kills(tmp_path, tiny_bert_dir):
+  from adabert_jax import io_utils
+  from adabert_jax.train import checkpoints
+
+  overrides = ("--config.teacher.epochs=3", "--config.teacher.checkpoint_every_steps=3")
+  env = _env(tmp_path)
+  straight, killed = tmp_path / "straight", tmp_path / "killed"
+  _run(_args("finetune_teacher.py", straight, tiny_bert_dir, *overrides), env)
+  kills = _kill_and_restart(_args("finetune_teacher.py", killed, tiny_bert_dir, *overrides),
+                            env, str(killed / "teacher" / "checkpoints"), random.Random(0),
+                            str(tmp_path))
+  assert kills, "no kill landed: the run finished before any kill was sent"
+  a = io_utils.load_json(straight / "teacher" / "result.json")
+  b = io_utils.load_json(killed / "teacher" / "result.json")
+  assert b["resumed_from_step"] > 0
+  assert (a["dev"], a["best_step"], a["checkpoint_id"]) == (
+      b["dev"], b["best_step"], b["checkpoint_id"])
+  _assert_trees_equal(checkpoints.restore_pytree(str(straight / "teacher" / "best")),
+                      checkpoints.restore_pytree(str(killed / "teacher" / "best")))
+  # The training states only served the resume; they are gone once the teacher is done.
+  assert not (killed / "teacher" / "checkpoints").exists()
+
+
+def test_search_survives_kills(tmp_path, tiny_bert_dir):
+  from adabert_jax.train import checkpoints
+
+  overrides = ("--config.search.epochs=3", "--config.search.checkpoint_every_steps=4")
+  env = _env(tmp_path)
+  straight, killed = tmp_path / "straight", tmp_path / "killed"
+  _run(_args("search.py", straight, tiny_bert_dir, *overrides), env)
+  # The killed run reuses the teacher and knowledge (the earlier stages are not under test).
+  for stage in ("teacher", "knowledge"):
+    shutil.copytree(straight / stage, killed / stage)
+  kills = _kill_and_restart(_args("search.py", killed, tiny_bert_dir, *overrides), env,
+                            str(killed / "search" / "checkpoints"), random.Random(1),
+                            str(tmp_path))
+  assert kills, "no kill landed: the run finished before any kill was sent"
+  assert (straight / "search" / "genotype.json").read_text() == (
+      killed / "search" / "genotype.json").read_text()
+  _assert_trees_equal(checkpoints.restore_pytree(str(straight / "search" / "final_params")),
+                      checkpoints.restore_pytree(str(killed / "search" / "final_params")))
+  history = lambda d: [line for line in (d / "search" / "history.jsonl").read_text().splitlines()]  # noqa: E731
+  assert len(history(straight)) == len(history(killed)) == 3
