@@ -78,8 +78,9 @@ def test_jitted_step_decreases_the_loss_and_compiles_once(setup, mode, remat):
     fixed_state, metrics = counted_step(fixed_state, batch, emb_tables, key, 0)
     totals.append(float(metrics["total"]))
   assert np.all(np.isfinite(totals))
-  assert totals[-1] < totals[0] - 0.01, totals
-  assert np.mean(np.diff(totals) < 0) > 0.8, totals
+  assert totals[-1] < 0.7 * totals[0], totals
+  # Mostly downhill (once near its floor, SGD momentum allows a few small upticks).
+  assert np.mean(np.diff(totals) < 0) > 0.7, totals
 
   # 2) Real use: advancing steps and new batches of the same shape never retrace.
   depths = set()
@@ -104,3 +105,17 @@ def test_jitted_step_decreases_the_loss_and_compiles_once(setup, mode, remat):
   chex.assert_trees_all_equal(a, b)
   assert float(a[1]["total"]) != float(c[1]["total"])
   assert len(traces) == 1
+
+
+def test_arch_warmup_holds_alpha_still_then_releases_it():
+  params = {"weights": {"w": jnp.ones(3)}, "arch": {"alpha": jnp.ones(3)}}
+  grads = {"weights": {"w": jnp.ones(3)}, "arch": {"alpha": jnp.ones(3)}}
+  tx = search_step.make_optimizer(search_step.OptimizerConfig(), total_steps=10,
+                                  arch_warmup_steps=2)
+  state = tx.init(params)
+  moved = []
+  for _ in range(3):
+    updates, state = tx.update(grads, state, params)
+    moved.append(bool(np.any(updates["arch"]["alpha"] != 0)))
+    assert np.all(updates["weights"]["w"] != 0)  # the weights train throughout
+  assert moved == [False, False, True]

@@ -142,3 +142,15 @@ def length_sorted_eval_batches(arrays: Mapping[str, np.ndarray], batch_size: int
                           eval_batches(sorted_arrays, batch_size)):
     idx = order[start:start + batch_size]
     yield idx, trim(batch, bucket_for(batch, max_len))
+
+
+def epoch_batches(arrays: Mapping[str, np.ndarray], batch_size: int, key: jax.Array,
+                  epoch: int, max_len: int, *, bucket: bool, start_step: int = 0
+                  ) -> Iterator[Batch]:
+  """One epoch's training batches from `start_step` on: length-bucketed and trimmed (a few
+  shapes, little padding) or plain full-length ones."""
+  if bucket:
+    return bucketed_train_batches(arrays, batch_size, key, epoch, max_len,
+                                  start_step=start_step)
+  return train_batches(arrays, batch_size, key, epoch, start_step)
+

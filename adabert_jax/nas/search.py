@@ -128,7 +128,8 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
   if cfg.max_steps:
     total_steps = min(total_steps, cfg.max_steps)
   cost_table = costs.op_cost_table(cfg.hidden, config.data.max_len)
-  optimizer = search_step.make_optimizer(setup.optimizer, steps_per_epoch * cfg.epochs)
+  optimizer = search_step.make_optimizer(setup.optimizer, steps_per_epoch * cfg.epochs,
+                                         steps_per_epoch * cfg.arch_warmup_epochs)
   step_fn = search_step.make_search_step(
       setup.supernet, setup.loss,
       search_step.SearchConfig(total_steps=steps_per_epoch * cfg.epochs,
@@ -162,7 +163,9 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
   epoch_terms: list[dict] = []
   while step < total_steps:
     epoch, in_epoch = divmod(step, steps_per_epoch)
-    for batch in batching.train_batches(train, cfg.batch_size, data_key, epoch, in_epoch):
+    for batch in batching.epoch_batches(train, cfg.batch_size, data_key, epoch,
+                                        config.data.max_len, bucket=cfg.bucket_lengths,
+                                        start_step=in_epoch):
       state, metrics = step_fn(state, sharding.shard_batch(batch, mesh), emb, search_key,
                                step)
       metrics = jax.device_get(metrics)

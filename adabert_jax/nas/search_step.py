@@ -57,17 +57,29 @@ def param_labels(params: Params) -> Params:
           for group, subtree in params.items()}
 
 
-def make_optimizer(cfg_opt: OptimizerConfig, total_steps: int) -> optax.GradientTransformation:
-  """The partitioned optimizer: SGD-momentum for "weights", AdamW for "arch"."""
+def make_optimizer(cfg_opt: OptimizerConfig, total_steps: int, arch_warmup_steps: int = 0
+                   ) -> optax.GradientTransformation:
+  """The partitioned optimizer: SGD-momentum for "weights", AdamW for "arch".
+
+  arch_warmup_steps > 0 holds alpha still (learning rate 0) for the first steps, so the
+  architecture is judged by weights that have learnt something: before that the CE and KD
+  gradients reaching alpha are noise and only the efficiency term pushes it, towards
+  parameter-free ops and the smallest depth.
+  """
   if total_steps < 1:
     raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+  if arch_warmup_steps < 0:
+    raise ValueError(f"arch_warmup_steps must be >= 0, got {arch_warmup_steps}")
   weights_lr = optax.cosine_decay_schedule(cfg_opt.weights_lr, total_steps)
   weights_tx = optax.chain(
       optax.clip_by_global_norm(cfg_opt.weights_grad_clip),
       optax.add_decayed_weights(cfg_opt.weights_weight_decay),
       optax.sgd(weights_lr, momentum=cfg_opt.weights_momentum),
   )
-  arch_tx = optax.adamw(cfg_opt.arch_lr, b1=cfg_opt.arch_b1, b2=cfg_opt.arch_b2,
+  arch_lr = (cfg_opt.arch_lr if not arch_warmup_steps else optax.join_schedules(
+      [optax.constant_schedule(0.0), optax.constant_schedule(cfg_opt.arch_lr)],
+      [arch_warmup_steps]))
+  arch_tx = optax.adamw(arch_lr, b1=cfg_opt.arch_b1, b2=cfg_opt.arch_b2,
                         weight_decay=cfg_opt.arch_weight_decay)
   return optax.partition({"weights": weights_tx, "arch": arch_tx}, param_labels)
 

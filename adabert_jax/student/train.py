@@ -106,7 +106,8 @@ def train_student(config: ml_collections.ConfigDict, task: Task, geno: Genotype,
   bar = progress.progress(total_steps * cfg.batch_size, f"{name} {task.name}")
   step = 0
   for epoch in range(cfg.epochs):
-    for batch in batching.train_batches(train, cfg.batch_size, data_key, epoch):
+    for batch in batching.epoch_batches(train, cfg.batch_size, data_key, epoch,
+                                        config.data.max_len, bucket=cfg.bucket_lengths):
       params, opt_state, terms = step_fn(params, opt_state, sharding.shard_batch(batch, mesh),
                                          jax.random.fold_in(dropout_key, step))
       step += 1

@@ -99,13 +99,6 @@ def evaluate(teacher, params, task: Task, arrays, batch_size, max_len, mesh) -> 
   return metrics_lib.compute_metrics(task, logits.argmax(-1), arrays["label"])
 
 
-def _epoch_batches(train, cfg, data_key, epoch, start_step, max_len):
-  if cfg.bucket_lengths:
-    return batching.bucketed_train_batches(train, cfg.batch_size, data_key, epoch, max_len,
-                                           start_step=start_step)
-  return batching.train_batches(train, cfg.batch_size, data_key, epoch, start_step)
-
-
 def _resume(ring: checkpoints.CheckpointRing, state: dict, out_dir: str
             ) -> tuple[int, dict, dict]:
   """(step, state, best-so-far) from the newest readable training state, or a fresh start.
@@ -169,7 +162,8 @@ def finetune(config: ml_collections.ConfigDict, task: Task,
     bar.write(f"resumed the teacher fine-tune at step {step} from {ring.directory}")
   while step < total_steps:
     epoch, in_epoch = divmod(step, steps_per_epoch)
-    for batch in _epoch_batches(train, cfg, data_key, epoch, in_epoch, max_len):
+    for batch in batching.epoch_batches(train, cfg.batch_size, data_key, epoch, max_len,
+                                        bucket=cfg.bucket_lengths, start_step=in_epoch):
       state, loss = train_step(state, sharding.shard_batch(batch, mesh), dropout_key)
       step += 1
       bar.update(cfg.batch_size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import warnings
@@ -11,6 +12,31 @@ import jax
 import orbax.checkpoint as ocp
 
 from adabert_jax import io_utils
+from adabert_jax.errors import UserError
+
+
+def _os_error_in(e: BaseException) -> OSError | None:
+  """The OSError behind `e` (orbax may wrap it), if there is one."""
+  seen = set()
+  while e is not None and id(e) not in seen:
+    if isinstance(e, OSError):
+      return e
+    seen.add(id(e))
+    e = e.__cause__ or e.__context__
+  return None
+
+
+def _write_failed(path: str, error: OSError) -> UserError:
+  if error.errno == errno.ENOSPC:
+    reason = "the disk is full"
+  elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    reason = "no permission to write there"
+  else:
+    reason = os.strerror(error.errno) if error.errno else str(error)
+  return UserError(
+      f"Cannot write the checkpoint {path}: {reason} ({error}). Nothing was overwritten: "
+      "the previous checkpoint is intact. Free disk space or make the folder writable (or "
+      "use another --workdir), then rerun the same command to resume.")
 
 
 def save_pytree(path: str, tree: Any) -> None:
@@ -20,8 +46,15 @@ def save_pytree(path: str, tree: Any) -> None:
   if os.path.exists(tmp):
     shutil.rmtree(tmp)
   checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(tmp, jax.device_get(tree))
-  checkpointer.wait_until_finished()
+  try:
+    checkpointer.save(tmp, jax.device_get(tree))
+    checkpointer.wait_until_finished()
+  except Exception as e:  # noqa: BLE001  (orbax wraps I/O errors in its own types)
+    shutil.rmtree(tmp, ignore_errors=True)
+    os_error = _os_error_in(e)
+    if os_error is None:
+      raise
+    raise _write_failed(path, os_error) from e
   old = path + ".old"
   if os.path.exists(path):
     os.replace(path, old)
@@ -69,8 +102,14 @@ class CheckpointRing:
   def save(self, step: int, state: Any) -> None:
     if step in self._manager.all_steps():
       return  # already saved (e.g. a periodic save that fell on an epoch end)
-    self._manager.save(step, args=ocp.args.StandardSave(jax.device_get(state)), force=True)
-    self._manager.wait_until_finished()
+    try:
+      self._manager.save(step, args=ocp.args.StandardSave(jax.device_get(state)), force=True)
+      self._manager.wait_until_finished()
+    except Exception as e:  # noqa: BLE001  (orbax wraps I/O errors in its own types)
+      os_error = _os_error_in(e)
+      if os_error is None:
+        raise
+      raise _write_failed(os.path.join(self.directory, str(step)), os_error) from e
 
   def restore_latest(self, like: Any) -> tuple[int, Any] | None:
     """(step, state) of the newest readable checkpoint, or None when there is none."""
