@@ -5,6 +5,7 @@ import os
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -179,3 +180,24 @@ def test_batch_that_does_not_divide_across_devices():
     sharding.check_batch_size(6, mesh)
   with pytest.raises(UserError, match=r"does not divide across 4 devices"):
     sharding.shard_batch({"x": np.zeros((6, 2))}, mesh)
+
+
+def test_nan_in_the_teacher_stops_before_anything_is_saved(tmp_path, tiny_bert_dir,
+                                                           tiny_splits, monkeypatch):
+  task, splits = tiny_splits
+  config = _config(tiny_bert_dir)
+  config.teacher.checkpoint_every_steps = 1
+  real_load = bert.load_teacher
+
+  def load_with_nan(*args, **kwargs):
+    teacher, params, info = real_load(*args, **kwargs)
+    params["head"] = jax.tree.map(lambda x: x * jnp.nan, params["head"])
+    return teacher, params, info
+
+  monkeypatch.setattr(finetune.bert, "load_teacher", load_with_nan)
+  with pytest.raises(UserError, match="Non-finite teacher loss .cross-entropy. at step 1"):
+    finetune.finetune(config, task, splits, str(tmp_path))
+  tdir = tmp_path / "teacher"
+  assert (tdir / "debug_nonfinite_step1").is_dir()
+  assert not (tdir / "best").exists()
+  assert not [d for d in os.listdir(tdir / "checkpoints") if d.isdigit()]

@@ -175,15 +175,21 @@ def finetune(config: ml_collections.ConfigDict, task: Task,
       state, loss = train_step(state, sharding.shard_batch(batch, mesh), dropout_key)
       step += 1
       bar.update(cfg.batch_size)
-      if step % 50 == 0:
+      evaluated = step % eval_every == 0 or step == total_steps
+      saving = evaluated or step % cfg.checkpoint_every_steps == 0
+      if step % 50 == 0 or saving:
+        # Checked before anything is saved, so no NaN reaches best/ or the ring.
         loss = float(loss)
         if not np.isfinite(loss):
+          debug = os.path.join(out_dir, f"debug_nonfinite_step{step}")
+          checkpoints.save_pytree(debug, state["params"])
           raise UserError(
-              f"Non-finite teacher loss at step {step}; the last good training state is in "
-              f"{ring.directory}. Lower --config.teacher.learning_rate.")
+              f"Non-finite teacher loss (cross-entropy) at step {step}. The parameters after "
+              f"that step are in {debug}; the last good training state in {ring.directory} "
+              "was not touched. Lower --config.teacher.learning_rate.")
+      if step % 50 == 0:
         bar.set_postfix(loss=f"{loss:.3f}", epoch=epoch)
         log.write(step=step, epoch=epoch, loss=loss)
-      evaluated = step % eval_every == 0 or step == total_steps
       if evaluated:
         dev_metrics = evaluate(teacher, state["params"], task, dev, 2 * cfg.batch_size,
                                max_len, mesh)
@@ -196,7 +202,7 @@ def finetune(config: ml_collections.ConfigDict, task: Task,
                   "dev": dev_metrics}
           checkpoints.save_pytree(os.path.join(out_dir, "best"), state["params"])
           io_utils.save_json_atomic(os.path.join(out_dir, BEST_FILE), best)
-      if evaluated or step % cfg.checkpoint_every_steps == 0:
+      if saving:
         ring.save(step, state)
       if step >= total_steps:
         break
