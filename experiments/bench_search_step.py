@@ -19,7 +19,6 @@ measured in the same run.
 
 import argparse
 import dataclasses
-import json
 import os
 import statistics
 import time
@@ -28,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from adabert_jax import io_utils
 from adabert_jax.nas import costs, gumbel, losses, search_step, supernet, testing
 
 TOTAL_STEPS = 10_000  # the schedules' horizon; only the first few steps run
@@ -227,9 +227,8 @@ def main():
     print(f"{mode}: XLA raw cost analysis of the scanned step {r['xla_flops_raw'] / 1e9:.3f} "
           "GFLOP (a loop body counted once: not the step's work)")
   if args.out:
-    with open(args.out, "w") as f:
-      json.dump({"args": vars(args), "jax": jax.__version__, "results": results,
-                 "summary": summary}, f, indent=2)
+    io_utils.save_json_atomic(args.out, {"args": vars(args), "jax": jax.__version__,
+                                         "results": results, "summary": summary})
     print(f"wrote {args.out}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 from adabert_jax import io_utils
@@ -84,7 +85,7 @@ def render_markdown(task: Task, results: dict, bench: dict, knowledge_summary: d
       "",
       "![cell](search/cell.png)",
       "",
-      "```json", str(geno), "```",
+      "```json", json.dumps(geno), "```",
       "",
       "Architecture weights over the search:",
       "",

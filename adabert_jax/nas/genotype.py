@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from adabert_jax import io_utils
 from adabert_jax.errors import UserError
 from adabert_jax.nas import ops
 from adabert_jax.nas.supernet import NUM_INPUT_NODES, SupernetConfig, cell_edges
@@ -95,8 +96,7 @@ class Genotype:
                k_max=data["k_max"], num_nodes=data["num_nodes"])
 
   def save(self, path: str) -> None:
-    with open(path, "w") as f:
-      f.write(self.to_json() + "\n")
+    io_utils.save_text_atomic(path, self.to_json() + "\n")  # never half-written
 
   @classmethod
   def load(cls, path: str) -> "Genotype":
