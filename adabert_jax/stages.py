@@ -175,9 +175,6 @@ def ensure_student(config, task, splits, knowledge, workdir, search_result, *, g
                    run)
 
 
-BASELINES = ("student_scratch", "random_arch", "plain_cnn")
-
-
 def ensure_baselines(config, task, splits, knowledge, workdir, search_result,
                      overwrite=False) -> dict[str, dict]:
   """What the search buys: students trained with the same KD loss and budget from scratch,
