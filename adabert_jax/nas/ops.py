@@ -77,9 +77,7 @@ def init_op(name: str, key: jax.Array, width: int, lead_shape: tuple[int, ...] =
 
 def layer_norm(x_BLD: jax.Array, scale_D: jax.Array, bias_D: jax.Array) -> jax.Array:
   """Per-token LayerNorm over channels."""
-  mean = jnp.mean(x_BLD, axis=-1, keepdims=True)
-  var = jnp.mean(jnp.square(x_BLD - mean), axis=-1, keepdims=True)
-  return (x_BLD - mean) * lax.rsqrt(var + LAYER_NORM_EPS) * scale_D + bias_D
+  return normalize_tokens(x_BLD) * scale_D + bias_D
 
 
 def normalize_tokens(x_BLD: jax.Array) -> jax.Array:

@@ -149,7 +149,7 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
   if restored is not None:
     step, state = restored
   history_path = os.path.join(out_dir, "history.jsonl")
-  history = _read_history(history_path, up_to_step=step)
+  history = progress.records_up_to_step(history_path, step)
   io_utils.save_text_atomic(history_path, "".join(json.dumps(h) + "\n" for h in history))
 
   emb = sharding.replicate({k: jnp.asarray(v) for k, v in emb_tables.items()}, mesh)
@@ -223,24 +223,6 @@ def _epoch_record(arch, cfg: supernet.SupernetConfig, terms: list[dict], *, epoc
                for name in ("total", "ce", "kd", "kd_layers", "kd_final", "efficiency")},
       "temperature": float(terms[-1]["temperature"]) if terms else float("nan"),
   }
-
-
-def _read_history(path: str, up_to_step: int) -> list[dict]:
-  """The per-epoch records made at or before the restored step (a resumed run redoes the
-  rest). A last line cut short by a kill is dropped like any record after the step."""
-  if not os.path.isfile(path):
-    return []
-  with open(path) as f:
-    lines = [line for line in f if line.strip()]
-  records = []
-  for i, line in enumerate(lines):
-    try:
-      records.append(json.loads(line))
-    except json.JSONDecodeError:
-      if i < len(lines) - 1:
-        raise UserError(f"{path} line {i + 1} is not JSON; delete the file's damaged "
-                        "lines (or the search folder) and rerun.") from None
-  return [r for r in records if r["step"] <= up_to_step]
 
 
 def _finish(config, task, setup, state, history, cost_table, teacher_result, out_dir,

@@ -99,14 +99,6 @@ def evaluate(teacher, params, task: Task, arrays, batch_size, max_len, mesh) -> 
   return metrics_lib.compute_metrics(task, logits.argmax(-1), arrays["label"])
 
 
-def _logged_step(line: str) -> float:
-  """The step of a log line; a line cut short by a kill counts as after any step."""
-  try:
-    return json.loads(line).get("step", 0)
-  except json.JSONDecodeError:
-    return float("inf")
-
-
 def _resume(ring: checkpoints.CheckpointRing, state: dict, out_dir: str
             ) -> tuple[int, dict, dict]:
   """(step, state, best-so-far) from the newest readable training state, or a fresh start.
@@ -126,9 +118,8 @@ def _resume(ring: checkpoints.CheckpointRing, state: dict, out_dir: str
   step, state = restored
   best = io_utils.load_json(best_path) if os.path.isfile(best_path) else {"score": -np.inf}
   if os.path.isfile(log_path):
-    with open(log_path) as f:
-      kept = [line for line in f if _logged_step(line) <= step]
-    io_utils.save_text_atomic(log_path, "".join(kept))
+    kept = progress.records_up_to_step(log_path, step)
+    io_utils.save_text_atomic(log_path, "".join(json.dumps(r) + "\n" for r in kept))
   return step, state, best
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -26,6 +27,18 @@ def _os_error_in(e: BaseException) -> OSError | None:
   return None
 
 
+@contextlib.contextmanager
+def _reporting_write_errors(path: str):
+  """An I/O failure inside (orbax wraps them in its own types) becomes one UserError."""
+  try:
+    yield
+  except Exception as e:  # noqa: BLE001
+    os_error = _os_error_in(e)
+    if os_error is None:
+      raise
+    raise _write_failed(path, os_error) from e
+
+
 def _write_failed(path: str, error: OSError) -> UserError:
   if error.errno == errno.ENOSPC:
     reason = "the disk is full"
@@ -47,14 +60,12 @@ def save_pytree(path: str, tree: Any) -> None:
     shutil.rmtree(tmp)
   checkpointer = ocp.StandardCheckpointer()
   try:
-    checkpointer.save(tmp, jax.device_get(tree))
-    checkpointer.wait_until_finished()
-  except Exception as e:  # noqa: BLE001  (orbax wraps I/O errors in its own types)
-    shutil.rmtree(tmp, ignore_errors=True)
-    os_error = _os_error_in(e)
-    if os_error is None:
-      raise
-    raise _write_failed(path, os_error) from e
+    with _reporting_write_errors(path):
+      checkpointer.save(tmp, jax.device_get(tree))
+      checkpointer.wait_until_finished()
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)  # never leave a partial .saving behind
+    raise
   old = path + ".old"
   if os.path.exists(path):
     os.replace(path, old)
@@ -102,14 +113,9 @@ class CheckpointRing:
   def save(self, step: int, state: Any) -> None:
     if step in self._manager.all_steps():
       return  # already saved (e.g. a periodic save that fell on an epoch end)
-    try:
+    with _reporting_write_errors(os.path.join(self.directory, str(step))):
       self._manager.save(step, args=ocp.args.StandardSave(jax.device_get(state)), force=True)
       self._manager.wait_until_finished()
-    except Exception as e:  # noqa: BLE001  (orbax wraps I/O errors in its own types)
-      os_error = _os_error_in(e)
-      if os_error is None:
-        raise
-      raise _write_failed(os.path.join(self.directory, str(step)), os_error) from e
 
   def restore_latest(self, like: Any) -> tuple[int, Any] | None:
     """(step, state) of the newest readable checkpoint, or None when there is none."""

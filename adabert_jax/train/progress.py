@@ -10,6 +10,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from adabert_jax.errors import UserError
+
 
 def progress(total: int, desc: str, unit: str = "ex"):
   """A tqdm bar counting examples, so its rate reads as examples/s."""
@@ -28,3 +30,23 @@ class MetricsLog:
     record = {"time": round(time.time(), 3), **record}
     with open(self.path, "a") as f:
       f.write(json.dumps(record, default=float) + "\n")
+
+
+def records_up_to_step(path: str, step: int) -> list[dict]:
+  """The JSON-lines records of `path` made at or before `step`, for a run resumed there
+  (it redoes the rest). A last line cut short by a kill is dropped like any record after
+  the step; a damaged line before it is an error."""
+  if not os.path.isfile(path):
+    return []
+  with open(path) as f:
+    lines = [line for line in f if line.strip()]
+  records = []
+  for i, line in enumerate(lines):
+    try:
+      records.append(json.loads(line))
+    except json.JSONDecodeError:
+      if i < len(lines) - 1:
+        raise UserError(f"{path} line {i + 1} is not JSON; delete the file's damaged "
+                        "lines (or the stage's folder) and rerun.") from None
+  return [r for r in records if r.get("step", 0) <= step]
+
