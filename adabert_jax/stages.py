@@ -111,6 +111,36 @@ def ensure_knowledge(config, task, splits, vocab, workdir, teacher_result,
   return {"knowledge": knowledge, "emb_tables": emb_tables, "summary": summary}
 
 
+def ensure_augmented(config, splits, vocab, workdir, teacher_result, knowledge,
+                     overwrite=False) -> dict[str, np.ndarray] | None:
+  """The augmented training copies with their knowledge (config.augment.copies > 0), made
+  once per teacher and augment config; None when augmentation is off."""
+  from adabert_jax.teacher import finetune, probes
+
+  if config.augment.copies <= 0:
+    return None
+  adir = probes.augment_dir(workdir)
+  fingerprint = {"teacher_checkpoint_id": teacher_result["checkpoint_id"],
+                 "vocab_hash": vocab.hash, "max_len": config.data.max_len,
+                 "augment": config.augment.to_dict(), "seed": config.seed,
+                 "probes": knowledge["summary"]["teacher_checkpoint_id"],
+                 "train_examples": len(splits["train"]["label"])}
+
+  def compute():
+    teacher, params, _ = finetune.load_finetuned(workdir, config.teacher.checkpoint)
+    summary = probes.run_augmentation(config, splits["train"], vocab.path, vocab.hash,
+                                      teacher, params, teacher_result, workdir)
+    io_utils.save_json_atomic(os.path.join(adir, "result.json"), summary)
+    return summary
+
+  summary = run_stage("augment", adir, "result.json", fingerprint, overwrite, compute)
+  meta = probes.knowledge_meta(teacher_result, vocab.hash, config.data.max_len, "augmented",
+                               summary["examples"])
+  meta["augment"] = config.augment.to_dict()
+  return probes.load_augmented(os.path.join(adir, probes.AUGMENTED_FILE), splits["train"],
+                               meta)
+
+
 def ensure_search(config, task, splits, knowledge, workdir, teacher_result,
                   overwrite=False) -> dict:
   from adabert_jax.nas import search
@@ -141,8 +171,9 @@ def searched_params(workdir):
 
 
 def ensure_student(config, task, splits, knowledge, workdir, search_result, *, geno=None,
-                   name="student", init=None, overwrite=False) -> dict:
-  """Trains the student of the searched genotype (or of `geno`, for baselines)."""
+                   name="student", init=None, augmented=None, overwrite=False) -> dict:
+  """Trains the student of the searched genotype (or of `geno`, for baselines), on train
+  plus the `augmented` copies (ensure_augmented) when there are any."""
   import jax
 
   from adabert_jax.data import batching
@@ -155,6 +186,8 @@ def ensure_student(config, task, splits, knowledge, workdir, search_result, *, g
   fingerprint = {"student": config.student.to_dict(), "init": init,
                  "genotype": json.loads(geno.to_json()),
                  "search": search_result["fingerprint"]}
+  if augmented is not None:
+    fingerprint["augment"] = config.augment.to_dict()
 
   def run():
     if init == "inherit":
@@ -167,6 +200,8 @@ def ensure_student(config, task, splits, knowledge, workdir, search_result, *, g
     train = batching.fixed_subset(
         search.with_knowledge(splits["train"], knowledge["knowledge"]["train"]),
         config.student.train_subset, config.seed)
+    if augmented is not None:
+      train = {k: np.concatenate([train[k], augmented[k]]) for k in train}
     return student_train.train_student(config, task, geno, params, train,
                                        splits[task.main_dev_split], knowledge["emb_tables"],
                                        student_dir(workdir, name), name)
@@ -176,7 +211,7 @@ def ensure_student(config, task, splits, knowledge, workdir, search_result, *, g
 
 
 def ensure_baselines(config, task, splits, knowledge, workdir, search_result,
-                     overwrite=False) -> dict[str, dict]:
+                     augmented=None, overwrite=False) -> dict[str, dict]:
   """What the search buys: students trained with the same KD loss and budget from scratch,
   on the searched genotype, on a random genotype of the same depth, and on a plain CNN
   (a chain of conv3 in each cell) of the same depth."""
@@ -188,7 +223,8 @@ def ensure_baselines(config, task, splits, knowledge, workdir, search_result,
                "random_arch": genotype_lib.random_genotype(config.seed + 1, **shape),
                "plain_cnn": genotype_lib.plain_cnn_genotype(**shape)}
   return {name: ensure_student(config, task, splits, knowledge, workdir, search_result,
-                               geno=geno, name=name, init="scratch", overwrite=overwrite)
+                               geno=geno, name=name, init="scratch", augmented=augmented,
+                               overwrite=overwrite)
           for name, geno in genotypes.items()}
 
 

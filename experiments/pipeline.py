@@ -1,7 +1,7 @@
 """The whole AdaBERT pipeline as one command, resumable stage by stage.
 
-data -> teacher fine-tune -> probes + precompute -> search -> derive + student training
--> benchmark -> report. Each stage is skipped when its artefact in --workdir exists and
+data -> teacher fine-tune -> probes + precompute -> search -> derive -> augmented data
+(when augment.copies > 0) -> student training -> benchmark -> report. Each stage is skipped when its artefact in --workdir exists and
 matches the config, so a killed run picks up where it stopped.
 
   python experiments/pipeline.py --workdir=runs/demo              # offline default, quick
@@ -47,10 +47,13 @@ def main(argv):
   search = stages.ensure_search(config, task, splits, knowledge, workdir, teacher, overwrite)
   if stop_after == "search":
     return
+  augmented = stages.ensure_augmented(config, splits, vocab, workdir, teacher, knowledge,
+                                      overwrite)
   student = stages.ensure_student(config, task, splits, knowledge, workdir, search,
-                                  overwrite=overwrite)
+                                  augmented=augmented, overwrite=overwrite)
   baselines = (stages.ensure_baselines(config, task, splits, knowledge, workdir, search,
-                                       overwrite) if flags.FLAGS.baselines else None)
+                                       augmented, overwrite)
+               if flags.FLAGS.baselines else None)
   if stop_after == "student":
     return
   bench = stages.ensure_benchmark(config, task, workdir, teacher, student, overwrite)

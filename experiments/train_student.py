@@ -23,8 +23,10 @@ def main(argv):
                                       overwrite)
   search = stages.ensure_search(config, task, splits, knowledge, workdir, teacher, overwrite)
   name = "student" if config.student.init == "inherit" else f"student_{config.student.init}"
+  augmented = stages.ensure_augmented(config, splits, vocab, workdir, teacher, knowledge,
+                                      overwrite)
   result = stages.ensure_student(config, task, splits, knowledge, workdir, search,
-                                 name=name, overwrite=overwrite)
+                                 name=name, augmented=augmented, overwrite=overwrite)
   print(f"{name}: dev {result['dev']}, {result['params_exported'] / 1e6:.2f}M parameters "
         f"(exported), genotype {result['genotype']}")
 

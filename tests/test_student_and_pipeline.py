@@ -65,11 +65,11 @@ def test_pipeline_end_to_end_and_rerun_reuses_every_stage(tmp_path, tiny_bert_di
   args = [sys.executable, os.path.join(REPO_ROOT, "experiments", "pipeline.py"),
           f"--config={os.path.join(REPO_ROOT, 'experiments', 'configs', 'default.py')}:tiny",
           f"--workdir={tmp_path / 'run'}", f"--config.teacher.checkpoint={tiny_bert_dir}",
-          "--config.bench.bert_base=false", "--baselines"]
+          "--config.bench.bert_base=false", "--config.augment.copies=1", "--baselines"]
   env = {**os.environ, "ADABERT_QUIET": "1", "ADABERT_CACHE_DIR": str(tmp_path / "cache")}
   first = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
   assert first.returncode == 0, first.stderr[-3000:]
-  for stage in ("teacher", "precompute", "search", "student", "benchmark"):
+  for stage in ("teacher", "precompute", "search", "augment", "student", "benchmark"):
     assert f"[{stage}] running" in first.stdout
   run = tmp_path / "run"
   results = json.load(open(run / "results.json"))
@@ -86,5 +86,6 @@ def test_pipeline_end_to_end_and_rerun_reuses_every_stage(tmp_path, tiny_bert_di
   second = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
   assert second.returncode == 0, second.stderr[-3000:]
   assert "running" not in second.stdout
-  for stage in ("teacher", "precompute", "search", "student", "benchmark", "plain_cnn"):
+  for stage in ("teacher", "precompute", "search", "augment", "student", "benchmark",
+                "plain_cnn"):
     assert f"[{stage}] done already" in second.stdout

@@ -23,7 +23,9 @@ def build_report(task: Task, workdir: str, teacher: dict, knowledge_summary: dic
       "teacher": {"dev": teacher["dev"], "params": teacher_row["params"],
                   "model_dir": teacher["model_dir"]},
       "student": {"dev": student["dev"], "params": student_row["params"],
-                  "genotype": student["genotype"], "init": student.get("name")},
+                  "genotype": student["genotype"], "init": student.get("name"),
+                  "epochs": student.get("epochs"),
+                  "train_examples": student.get("train_examples")},
       "search": {"genotype": search["genotype"], "depth_probs": search["depth_probs"],
                  "wall_time_s": search["wall_time_s_this_run"],
                  "examples_per_s": search["examples_per_s"]},
@@ -81,6 +83,8 @@ def render_markdown(task: Task, results: dict, bench: dict, knowledge_summary: d
       f"Speed: batch {bench['batch_size']}, max_len {bench['max_len']}, median of "
       f"{bench['repeats']} jitted runs on {bench['backend']} ({bench['device']}).",
       "",
+      _training_line(results["student"]),
+      "",
       f"## Searched architecture (K = {geno['depth']})",
       "",
       "![cell](search/cell.png)",
@@ -103,3 +107,11 @@ def render_markdown(task: Task, results: dict, bench: dict, knowledge_summary: d
       "",
   ]) + "\n"
 
+
+
+def _training_line(student: dict) -> str:
+  if not student.get("train_examples"):  # a student trained before this was recorded
+    return ""
+  return (f"Students: {student['epochs']} epochs over {student['train_examples']:,} training "
+          "examples (the task's, plus teacher-labelled augmented copies when "
+          "augment.copies > 0).")

@@ -249,3 +249,82 @@ def format_probe_table(rows: list[dict]) -> str:
     lines.append(f"| {r['layer']} | " + " | ".join(
         f"{v:.2f}" for k, v in r.items() if k not in ("layer", "num_examples")) + " |")
   return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# Augmented training data, labelled by the teacher and its probes.
+# ---------------------------------------------------------------------------------------
+
+AUGMENTED_FILE = "augmented.npz"
+
+
+def augment_dir(workdir: str) -> str:
+  return os.path.join(workdir, "augment")
+
+
+def run_augmentation(config: ml_collections.ConfigDict, train: dict[str, np.ndarray],
+                     vocab_path: str, vocab_hash: str, teacher: bert.Teacher, params: Any,
+                     teacher_result: dict, workdir: str) -> dict:
+  """config.augment.copies substituted copies of every training example (data/augment.py),
+  each labelled with the teacher's logits, every probe's logits and the teacher's
+  prediction as its label (a substitution can flip the meaning: 'good' -> 'bad'). Reads
+  the probes and tables of <workdir>/knowledge; writes <workdir>/augment/augmented.npz and
+  returns a summary."""
+  from adabert_jax.data import augment
+
+  cfg = config.augment
+  out_dir = augment_dir(workdir)
+  os.makedirs(out_dir, exist_ok=True)
+  with np.load(os.path.join(knowledge_dir(workdir), "embeddings.npz")) as f:
+    tables = {k: f[k] for k in f.files}
+  with np.load(os.path.join(knowledge_dir(workdir), "probes.npz")) as f:
+    probes = {k: f[k] for k in f.files}
+  tokens = augment.read_vocab_tokens(vocab_path)
+  if len(tokens) != tables["word"].shape[0]:
+    raise UserError(f"{vocab_path} has {len(tokens)} entries but the teacher's word table "
+                    f"has {tables['word'].shape[0]} rows: the vocabulary is not the "
+                    "teacher's.")
+  neighbours = augment.nearest_neighbours(tables["word"], augment.word_token_mask(tokens),
+                                          cfg.neighbours)
+  copies = augment.augment_split(train, neighbours, augment.continuation_mask(tokens),
+                                 copies=cfg.copies, replace_prob=cfg.replace_prob,
+                                 seed=config.seed + 23)
+  n = len(copies["input_ids"])
+  mesh = sharding.make_mesh()
+  features, logits = extract_features(
+      teacher, sharding.replicate(params, mesh), {**copies, "label": np.zeros(n, np.int32)},
+      os.path.join(out_dir, "features_augmented.npy"), batch_size=config.probes.batch_size,
+      max_len=config.data.max_len, mesh=mesh, desc="teacher labels augmented")
+  layer_logits = chunked_probe_logits(probes, features)
+  del features
+  os.remove(os.path.join(out_dir, "features_augmented.npy"))
+  meta = knowledge_meta(teacher_result, vocab_hash, config.data.max_len, "augmented", n)
+  meta["augment"] = cfg.to_dict()
+  labels = logits.argmax(-1).astype(np.int32)
+  io_utils.save_npz_atomic(os.path.join(out_dir, AUGMENTED_FILE), {
+      "input_ids": copies["input_ids"], "source": copies["source"], "label": labels,
+      "teacher_logits": logits.astype(np.float32),
+      "probe_logits": layer_logits.astype(np.float32),
+      "meta": np.array(io_utils.json_dumps(meta))})
+  changed = (copies["input_ids"] != train["input_ids"][copies["source"]]).any(-1)
+  return {"examples": n, "copies": cfg.copies,
+          "changed_fraction": float(changed.mean()),
+          "teacher_agrees_with_source_label": float(
+              (labels == train["label"][copies["source"]]).mean())}
+
+
+def load_augmented(path: str, train: dict[str, np.ndarray], expected_meta: dict
+                   ) -> dict[str, np.ndarray]:
+  """The augmented copies as training arrays with their knowledge (the segment ids and
+  mask come from each copy's source row)."""
+  with np.load(path) as data:
+    meta = io_utils.json_loads(str(data["meta"]))
+    stale = {k: (meta.get(k), v) for k, v in expected_meta.items() if meta.get(k) != v}
+    if stale or int(data["source"].max(initial=-1)) >= len(train["label"]):
+      raise UserError(f"{path} does not belong to this run ({stale or 'other train data'}): "
+                      "delete it (or use a fresh --workdir) and rerun.")
+    source = data["source"]
+    return {"input_ids": data["input_ids"], "label": data["label"],
+            "token_type_ids": train["token_type_ids"][source],
+            "attention_mask": train["attention_mask"][source],
+            "teacher_logits": data["teacher_logits"], "probe_logits": data["probe_logits"]}

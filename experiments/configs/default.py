@@ -82,6 +82,15 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
   c.search.max_steps = 0  # > 0: stop after this many steps (tests, quick looks)
   c.search.train_subset = 0  # > 0: search on a fixed random subset of train
 
+  # The paper's data augmentation (TinyBERT's word substitution), offline: each word
+  # replaced with probability replace_prob by one of its nearest neighbours in the teacher's
+  # word-embedding table; the teacher labels every copy. The student trains on train plus
+  # `copies` copies of it (TinyBERT makes 20).
+  c.augment = ml_collections.ConfigDict()
+  c.augment.copies = 0
+  c.augment.replace_prob = 0.4
+  c.augment.neighbours = 15
+
   c.student = ml_collections.ConfigDict()
   c.student.init = "inherit"  # inherit (the searched weights, the paper) | scratch
   c.student.epochs = 10
