@@ -1,6 +1,8 @@
 """Word-substitution augmentation: neighbours, in-place substitution, the teacher-labelled
 stage."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -95,9 +97,13 @@ def test_augmented_stage_labels_copies_with_the_teacher(tmp_path, tiny_bert_dir,
   assert (aug["input_ids"] != np.tile(splits["train"]["input_ids"], (2, 1))).any(-1).mean() > 0.5
   model, params, _ = finetune.load_finetuned(workdir, tiny_bert_dir)
   fn = probes._jitted_features(model)
-  _, logits = fn(params, {k: aug[k][:8] for k in ("input_ids", "token_type_ids",
-                                                    "attention_mask")})
+  pooled, logits = fn(params, {k: aug[k][:8] for k in ("input_ids", "token_type_ids",
+                                                         "attention_mask")})
   np.testing.assert_allclose(aug["teacher_logits"][:8], np.asarray(logits), atol=1e-4)
+  with np.load(os.path.join(workdir, "knowledge", "probes.npz")) as f:
+    trained_probes = {k: f[k] for k in f.files}
+  np.testing.assert_allclose(aug["probe_logits"][:8],
+                             probes.probe_logits(trained_probes, pooled), atol=1e-4)
   np.testing.assert_array_equal(aug["label"], aug["teacher_logits"].argmax(-1))
   assert aug["probe_logits"].shape == (2 * n, model.num_layers + 1, task.num_classes)
   # Reused on a second call; refused for another augment config without --overwrite.

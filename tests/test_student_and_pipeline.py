@@ -75,6 +75,8 @@ def test_pipeline_end_to_end_and_rerun_reuses_every_stage(tmp_path, tiny_bert_di
   results = json.load(open(run / "results.json"))
   assert results["task"] == "rotten_tomatoes"
   assert results["speed"]["speedup_vs_teacher"] > 0
+  # The student trained on the 256 training examples plus one augmented copy of each.
+  assert results["student"]["train_examples"] == 2 * 256
   # The baselines: same depth as the searched student, trained and reported beside it.
   assert set(results["baselines"]) == {"student_scratch", "random_arch", "plain_cnn"}
   assert results["baselines"]["plain_cnn"]["genotype"]["depth"] == (
@@ -89,3 +91,23 @@ def test_pipeline_end_to_end_and_rerun_reuses_every_stage(tmp_path, tiny_bert_di
   for stage in ("teacher", "precompute", "search", "augment", "student", "benchmark",
                 "plain_cnn"):
     assert f"[{stage}] done already" in second.stdout
+
+
+def test_results_table_shows_current_scores_over_a_reused_benchmark():
+  """A student retrained on the same genotype reuses the benchmark (speed does not depend
+  on the weights); the table must show the student's score now, not the one the benchmark
+  recorded."""
+  from adabert_jax.data.tasks import get_task
+  from adabert_jax.eval import report
+
+  def row(name, metric, ms):
+    return {"name": name, "metric": metric, "latency_ms": ms, "params": 1e6,
+            "speedup_vs": {"teacher": 1.0, "bert": 1.0}}
+
+  bench = {"batch_size": 128, "models": [row("student", 80.0, 1.0), row("teacher", 90.0, 9.0),
+                                         row("bert", None, 50.0)]}
+  results = {"student": {"dev": {"score": 85.5}}, "teacher": {"dev": {"score": 90.0}},
+             "baselines": {}}
+  table = report.results_table(get_task("sst2"), results, bench)
+  assert "| student | 1.00M | 85.50 |" in table
+  assert "80.00" not in table

@@ -44,8 +44,8 @@ def build_report(task: Task, workdir: str, teacher: dict, knowledge_summary: dic
                            "genotype": b.get("genotype")}
                     for name, b in (baselines or {}).items()},
   }
-  points = [{"name": r["name"], "latency_ms": r["latency_ms"], "score": r["metric"],
-             "params": r["params"]} for r in bench["models"]]
+  points = [{"name": r["name"], "latency_ms": r["latency_ms"], "score": score,
+             "params": r["params"]} for r, score in zip(bench["models"], _scores(results))]
   plots.plot_accuracy_latency(points, task.metric,
                               os.path.join(workdir, "accuracy_latency.png"))
   io_utils.save_json_atomic(os.path.join(workdir, "results.json"), results)
@@ -54,13 +54,20 @@ def build_report(task: Task, workdir: str, teacher: dict, knowledge_summary: dic
   return results
 
 
+def _scores(results: dict) -> list[float | None]:
+  """The dev scores of the benchmarked models (student, teacher, BERT-base) as they are now:
+  a benchmark is reused when only the student's weights changed (speed does not depend on
+  them), so the scores it recorded may be older."""
+  return [results["student"]["dev"]["score"], results["teacher"]["dev"]["score"], None]
+
+
 def results_table(task: Task, results: dict, bench: dict) -> str:
   lines = [f"| model | params | dev {task.metric} | ms / batch {bench['batch_size']} | "
            "speedup vs BERT-base | speedup vs teacher |", "|---|---|---|---|---|---|"]
   teacher_name = bench["models"][1]["name"]
   bert_name = bench["models"][2]["name"] if len(bench["models"]) > 2 else None
-  for m in bench["models"]:
-    score = "-" if m["metric"] is None else f"{m['metric']:.2f}"
+  for m, metric in zip(bench["models"], _scores(results)):
+    score = "-" if metric is None else f"{metric:.2f}"
     vs_bert = f"{m['speedup_vs'][bert_name]:.1f}x" if bert_name else "-"
     lines.append(f"| {m['name']} | {m['params'] / 1e6:.2f}M | {score} | "
                  f"{m['latency_ms']:.1f} | {vs_bert} | {m['speedup_vs'][teacher_name]:.1f}x |")

@@ -262,6 +262,28 @@ def augment_dir(workdir: str) -> str:
   return os.path.join(workdir, "augment")
 
 
+def teacher_and_probe_logits(teacher: bert.Teacher, params: Any, probes: dict,
+                             arrays: dict[str, np.ndarray], *, batch_size: int, max_len: int
+                             ) -> tuple[np.ndarray, np.ndarray]:
+  """The teacher's logits [N, C] and its trained probes' logits [N, L+1, C], batch by batch
+  (no features are kept: with the probes trained already, only their logits are needed)."""
+  mesh = sharding.make_mesh()
+  params, probes = sharding.replicate((params, probes), mesh)
+  features_fn = _jitted_features(teacher)
+  probes_fn = jax.jit(probe_logits)
+  n = len(arrays["label"])
+  logits = np.zeros((n, teacher.num_classes), np.float32)
+  layer_logits = np.zeros((n, teacher.num_layers + 1, teacher.num_classes), np.float32)
+  bar = progress.progress(n, "teacher labels")
+  for idx, batch in batching.length_sorted_eval_batches(arrays, batch_size, max_len):
+    pooled, batch_logits = features_fn(params, sharding.shard_batch(batch, mesh))
+    logits[idx] = np.asarray(batch_logits)[:len(idx)]
+    layer_logits[idx] = np.asarray(probes_fn(probes, pooled))[:len(idx)]
+    bar.update(len(idx))
+  bar.close()
+  return logits, layer_logits
+
+
 def run_augmentation(config: ml_collections.ConfigDict, train: dict[str, np.ndarray],
                      vocab_path: str, vocab_hash: str, teacher: bert.Teacher, params: Any,
                      teacher_result: dict, workdir: str) -> dict:
@@ -290,14 +312,9 @@ def run_augmentation(config: ml_collections.ConfigDict, train: dict[str, np.ndar
                                  copies=cfg.copies, replace_prob=cfg.replace_prob,
                                  seed=config.seed + 23)
   n = len(copies["input_ids"])
-  mesh = sharding.make_mesh()
-  features, logits = extract_features(
-      teacher, sharding.replicate(params, mesh), {**copies, "label": np.zeros(n, np.int32)},
-      os.path.join(out_dir, "features_augmented.npy"), batch_size=config.probes.batch_size,
-      max_len=config.data.max_len, mesh=mesh, desc="teacher labels augmented")
-  layer_logits = chunked_probe_logits(probes, features)
-  del features
-  os.remove(os.path.join(out_dir, "features_augmented.npy"))
+  logits, layer_logits = teacher_and_probe_logits(
+      teacher, params, probes, {**copies, "label": np.zeros(n, np.int32)},
+      batch_size=config.probes.batch_size, max_len=config.data.max_len)
   meta = knowledge_meta(teacher_result, vocab_hash, config.data.max_len, "augmented", n)
   meta["augment"] = cfg.to_dict()
   labels = logits.argmax(-1).astype(np.int32)

@@ -85,9 +85,9 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
   # The paper's data augmentation (TinyBERT's word substitution), offline: each word
   # replaced with probability replace_prob by one of its nearest neighbours in the teacher's
   # word-embedding table; the teacher labels every copy. The student trains on train plus
-  # `copies` copies of it (TinyBERT makes 20).
+  # `copies` copies of it (TinyBERT makes 20). 0 turns the stage off.
   c.augment = ml_collections.ConfigDict()
-  c.augment.copies = 0
+  c.augment.copies = 20
   c.augment.replace_prob = 0.4
   c.augment.neighbours = 15
 
@@ -128,6 +128,9 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
     c.search.epochs = 24
     c.search.arch_warmup_epochs = 8
     c.search.arch_lr = 3e-3
+    # 4 teacher-labelled copies of SST-2 train: ~5 min of teacher inference, +1.5 dev
+    # points for a plain CNN student (84.06 -> 85.55, measured).
+    c.augment.copies = 4
     c.student.epochs = 3
     c.bench.repeats = 3
   if preset in ("quick", "tiny"):
@@ -138,6 +141,7 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
     c.search.epochs = 2
     c.search.arch_lr = 3e-3
     c.search.train_subset = 3200
+    c.augment.copies = 0
     c.student.epochs = 3
     c.bench.repeats = 2
   if preset == "tiny":
