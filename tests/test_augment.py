@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from adabert_jax.data import augment
+from adabert_jax.errors import UserError
 from conftest import load_config
 
 TOKENS = ["[PAD]", "[CLS]", "[SEP]", "good", "great", "bad", "film", "movie", "##s", "a",
@@ -106,6 +107,12 @@ def test_augmented_stage_labels_copies_with_the_teacher(tmp_path, tiny_bert_dir,
                              probes.probe_logits(trained_probes, pooled), atol=1e-4)
   np.testing.assert_array_equal(aug["label"], aug["teacher_logits"].argmax(-1))
   assert aug["probe_logits"].shape == (2 * n, model.num_layers + 1, task.num_classes)
+  # Copies made for another teacher are refused, naming the file.
+  path = os.path.join(workdir, "augment", probes.AUGMENTED_FILE)
+  meta = probes.knowledge_meta({**teacher, "checkpoint_id": "another"}, vocab.hash, 32,
+                               "augmented", 2 * n)
+  with pytest.raises(UserError, match="augmented.npz does not belong to this run"):
+    probes.load_augmented(path, splits["train"], meta)
   # Reused on a second call; refused for another augment config without --overwrite.
   assert "done already" in _stdout_of(lambda: stages.ensure_augmented(
       config, splits, vocab, workdir, teacher, knowledge))
