@@ -123,7 +123,7 @@ def ensure_augmented(config, splits, vocab, workdir, teacher_result, knowledge,
   fingerprint = {"teacher_checkpoint_id": teacher_result["checkpoint_id"],
                  "vocab_hash": vocab.hash, "max_len": config.data.max_len,
                  "augment": config.augment.to_dict(), "seed": config.seed,
-                 "probes": knowledge["summary"]["teacher_checkpoint_id"],
+                 "probes": config.probes.to_dict(),
                  "train_examples": len(splits["train"]["label"])}
 
   def compute():

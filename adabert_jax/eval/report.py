@@ -115,7 +115,6 @@ def render_markdown(task: Task, results: dict, bench: dict, knowledge_summary: d
   ]) + "\n"
 
 
-
 def _training_line(student: dict) -> str:
   if not student.get("train_examples"):  # a student trained before this was recorded
     return ""

@@ -82,22 +82,14 @@ def from_supernet(supernet_params: Params, geno: Genotype,
   }
 
 
-def projected_tables(embedding: Params, emb_tables: dict[str, Any]) -> Params:
-  """The projection folded into the tables: {"word" [V, H], "position" [P, H]}; a
-  no-op for an embedding already in that form."""
-  if "word" in embedding:
-    return embedding
-  kernel = np.asarray(embedding["kernel"])
-  word = np.asarray(emb_tables["word"], np.float32) @ kernel
-  position = np.asarray(emb_tables["position"], np.float32) @ kernel + np.asarray(
-      embedding["bias"])
-  return {"word": word.astype(np.float32), "position": position.astype(np.float32)}
-
-
 def export(params: Params, emb_tables: dict[str, Any]) -> Params:
   """The deployable form: embedding folded into projected [V, H] and [P, H] tables."""
+  emb = params["embedding"]
+  word = np.asarray(emb_tables["word"], np.float32) @ np.asarray(emb["kernel"])
+  position = (np.asarray(emb_tables["position"], np.float32) @ np.asarray(emb["kernel"])
+              + np.asarray(emb["bias"]))
   out = {k: v for k, v in params.items() if k not in ("embedding", "probes")}
-  out["embedding"] = projected_tables(params["embedding"], emb_tables)
+  out["embedding"] = {"word": word.astype(np.float32), "position": position.astype(np.float32)}
   return out
 
 
