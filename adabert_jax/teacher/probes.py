@@ -336,10 +336,13 @@ def load_augmented(path: str, train: dict[str, np.ndarray], expected_meta: dict
   mask come from each copy's source row)."""
   with np.load(path) as data:
     meta = io_utils.json_loads(str(data["meta"]))
-    stale = {k: (meta.get(k), v) for k, v in expected_meta.items() if meta.get(k) != v}
-    if stale or int(data["source"].max(initial=-1)) >= len(train["label"]):
-      raise UserError(f"{path} does not belong to this run ({stale or 'other train data'}): "
-                      "delete it (or use a fresh --workdir) and rerun.")
+    stale = [f"{k}: file has {meta.get(k)!r}, this run has {v!r}"
+             for k, v in expected_meta.items() if meta.get(k) != v]
+    if int(data["source"].max(initial=-1)) >= len(train["label"]):
+      stale.append(f"made from a larger train set than this run's {len(train['label'])}")
+    if stale:
+      raise UserError(f"{path} does not belong to this run ({'; '.join(stale)}): delete it "
+                      "(or use a fresh --workdir) and rerun.")
     source = data["source"]
     return {"input_ids": data["input_ids"], "label": data["label"],
             "token_type_ids": train["token_type_ids"][source],
