@@ -129,14 +129,14 @@ def ensure_augmented(config, splits, vocab, workdir, teacher_result, knowledge,
   def compute():
     teacher, params, _ = finetune.load_finetuned(workdir, config.teacher.checkpoint)
     summary = probes.run_augmentation(config, splits["train"], vocab.path, vocab.hash,
-                                      teacher, params, teacher_result, workdir)
+                                      teacher, params, knowledge["emb_tables"]["word"],
+                                      teacher_result, workdir)
     io_utils.save_json_atomic(os.path.join(adir, "result.json"), summary)
     return summary
 
   summary = run_stage("augment", adir, "result.json", fingerprint, overwrite, compute)
-  meta = probes.knowledge_meta(teacher_result, vocab.hash, config.data.max_len, "augmented",
-                               summary["examples"])
-  meta["augment"] = config.augment.to_dict()
+  meta = probes.augmented_meta(teacher_result, vocab.hash, config.data.max_len,
+                               summary["examples"], config.augment)
   return probes.load_augmented(os.path.join(adir, probes.AUGMENTED_FILE), splits["train"],
                                meta)
 

@@ -1,8 +1,9 @@
 """The whole AdaBERT pipeline as one command, resumable stage by stage.
 
 data -> teacher fine-tune -> probes + precompute -> search -> derive -> augmented data
-(when augment.copies > 0) -> student training -> benchmark -> report. Each stage is skipped when its artefact in --workdir exists and
-matches the config, so a killed run picks up where it stopped.
+(when augment.copies > 0) -> student training -> benchmark -> report. Each stage is
+skipped when its artefact in --workdir exists and matches the config, so a killed run
+picks up where it stopped.
 
   python experiments/pipeline.py --workdir=runs/demo              # offline default, quick
   python experiments/pipeline.py --task=sst2 --glue_dir=../shared/glue --workdir=runs/sst2 \

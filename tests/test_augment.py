@@ -109,8 +109,8 @@ def test_augmented_stage_labels_copies_with_the_teacher(tmp_path, tiny_bert_dir,
   assert aug["probe_logits"].shape == (2 * n, model.num_layers + 1, task.num_classes)
   # Copies made for another teacher are refused, naming the file.
   path = os.path.join(workdir, "augment", probes.AUGMENTED_FILE)
-  meta = probes.knowledge_meta({**teacher, "checkpoint_id": "another"}, vocab.hash, 32,
-                               "augmented", 2 * n)
+  meta = probes.augmented_meta({**teacher, "checkpoint_id": "another"}, vocab.hash, 32,
+                               2 * n, config.augment)
   with pytest.raises(UserError, match="augmented.npz does not belong to this run"):
     probes.load_augmented(path, splits["train"], meta)
   # Reused on a second call; refused for another augment config without --overwrite.

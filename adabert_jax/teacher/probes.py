@@ -165,6 +165,12 @@ def save_knowledge(path: str, teacher_logits: np.ndarray, probe_logits_: np.ndar
       "meta": np.array(io_utils.json_dumps(meta))})
 
 
+def _stale_fields(meta: dict, expected_meta: dict) -> list[str]:
+  """What a stored file's metadata says against this run's, one entry per differing field."""
+  return [f"{k}: file has {meta.get(k)!r}, this run has {v!r}"
+          for k, v in expected_meta.items() if meta.get(k) != v]
+
+
 def load_knowledge(path: str, expected_meta: dict) -> dict[str, np.ndarray]:
   """Teacher and probe logits of a split; a UserError if they came from another teacher,
   vocabulary, max_len or split than `expected_meta` describes."""
@@ -172,13 +178,12 @@ def load_knowledge(path: str, expected_meta: dict) -> dict[str, np.ndarray]:
     raise UserError(f"{path} is missing: run experiments/precompute.py for this workdir.")
   with np.load(path) as data:
     meta = io_utils.json_loads(str(data["meta"]))
-    stale = {k: (meta.get(k), v) for k, v in expected_meta.items() if meta.get(k) != v}
+    stale = _stale_fields(meta, expected_meta)
     if stale:
-      detail = "; ".join(f"{k}: file has {a!r}, this run has {b!r}"
-                         for k, (a, b) in stale.items())
       raise UserError(
-          f"{path} does not belong to this run ({detail}). It was precomputed for another "
-          "teacher or setting: delete it (or use a fresh --workdir) and rerun precompute.")
+          f"{path} does not belong to this run ({'; '.join(stale)}). It was precomputed for "
+          "another teacher or setting: delete it (or use a fresh --workdir) and rerun "
+          "precompute.")
     return {"teacher_logits": data["teacher_logits"], "probe_logits": data["probe_logits"]}
 
 
@@ -262,6 +267,12 @@ def augment_dir(workdir: str) -> str:
   return os.path.join(workdir, "augment")
 
 
+def augmented_meta(teacher_result: dict, vocab_hash: str, max_len: int, num_examples: int,
+                   augment_cfg: ml_collections.ConfigDict) -> dict:
+  return {**knowledge_meta(teacher_result, vocab_hash, max_len, "augmented", num_examples),
+          "augment": augment_cfg.to_dict()}
+
+
 def teacher_and_probe_logits(teacher: bert.Teacher, params: Any, probes: dict,
                              arrays: dict[str, np.ndarray], *, batch_size: int, max_len: int
                              ) -> tuple[np.ndarray, np.ndarray]:
@@ -286,27 +297,26 @@ def teacher_and_probe_logits(teacher: bert.Teacher, params: Any, probes: dict,
 
 def run_augmentation(config: ml_collections.ConfigDict, train: dict[str, np.ndarray],
                      vocab_path: str, vocab_hash: str, teacher: bert.Teacher, params: Any,
-                     teacher_result: dict, workdir: str) -> dict:
+                     word_table: np.ndarray, teacher_result: dict, workdir: str) -> dict:
   """config.augment.copies substituted copies of every training example (data/augment.py),
   each labelled with the teacher's logits, every probe's logits and the teacher's
-  prediction as its label (a substitution can flip the meaning: 'good' -> 'bad'). Reads
-  the probes and tables of <workdir>/knowledge; writes <workdir>/augment/augmented.npz and
-  returns a summary."""
+  prediction as its label (a substitution can flip the meaning: 'good' -> 'bad').
+  `word_table` is the teacher's [V, D] word embedding (knowledge/embeddings.npz); the probes
+  come from knowledge/probes.npz. Writes <workdir>/augment/augmented.npz and returns a
+  summary."""
   from adabert_jax.data import augment
 
   cfg = config.augment
   out_dir = augment_dir(workdir)
   os.makedirs(out_dir, exist_ok=True)
-  with np.load(os.path.join(knowledge_dir(workdir), "embeddings.npz")) as f:
-    tables = {k: f[k] for k in f.files}
   with np.load(os.path.join(knowledge_dir(workdir), "probes.npz")) as f:
     probes = {k: f[k] for k in f.files}
   tokens = augment.read_vocab_tokens(vocab_path)
-  if len(tokens) != tables["word"].shape[0]:
+  if len(tokens) != word_table.shape[0]:
     raise UserError(f"{vocab_path} has {len(tokens)} entries but the teacher's word table "
-                    f"has {tables['word'].shape[0]} rows: the vocabulary is not the "
+                    f"has {word_table.shape[0]} rows: the vocabulary is not the "
                     "teacher's.")
-  neighbours = augment.nearest_neighbours(tables["word"], augment.word_token_mask(tokens),
+  neighbours = augment.nearest_neighbours(word_table, augment.word_token_mask(tokens),
                                           cfg.neighbours)
   copies = augment.augment_split(train, neighbours, augment.continuation_mask(tokens),
                                  copies=cfg.copies, replace_prob=cfg.replace_prob,
@@ -315,8 +325,7 @@ def run_augmentation(config: ml_collections.ConfigDict, train: dict[str, np.ndar
   logits, layer_logits = teacher_and_probe_logits(
       teacher, params, probes, {**copies, "label": np.zeros(n, np.int32)},
       batch_size=config.probes.batch_size, max_len=config.data.max_len)
-  meta = knowledge_meta(teacher_result, vocab_hash, config.data.max_len, "augmented", n)
-  meta["augment"] = cfg.to_dict()
+  meta = augmented_meta(teacher_result, vocab_hash, config.data.max_len, n, cfg)
   labels = logits.argmax(-1).astype(np.int32)
   io_utils.save_npz_atomic(os.path.join(out_dir, AUGMENTED_FILE), {
       "input_ids": copies["input_ids"], "source": copies["source"], "label": labels,
@@ -336,8 +345,7 @@ def load_augmented(path: str, train: dict[str, np.ndarray], expected_meta: dict
   mask come from each copy's source row)."""
   with np.load(path) as data:
     meta = io_utils.json_loads(str(data["meta"]))
-    stale = [f"{k}: file has {meta.get(k)!r}, this run has {v!r}"
-             for k, v in expected_meta.items() if meta.get(k) != v]
+    stale = _stale_fields(meta, expected_meta)
     if int(data["source"].max(initial=-1)) >= len(train["label"]):
       stale.append(f"made from a larger train set than this run's {len(train['label'])}")
     if stale:

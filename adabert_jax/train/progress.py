@@ -49,4 +49,3 @@ def records_up_to_step(path: str, step: int) -> list[dict]:
         raise UserError(f"{path} line {i + 1} is not JSON; delete the file's damaged "
                         "lines (or the stage's folder) and rerun.") from None
   return [r for r in records if r.get("step", 0) <= step]
-
