@@ -3,13 +3,28 @@
   python experiments/train_student.py --task=sst2 --glue_dir=../shared/glue \
       --workdir=runs/sst2 --config=experiments/configs/default.py:cpu \
       [--config.student.init=scratch]
+
+--genotype trains another architecture with the same data, loss and budget: a genotype.json
+file, or plain_cnn:K (a chain of conv3 in each of K cells). Its weights are inherited from
+the search's supernet (which holds every op of every edge) or, with
+--config.student.init=scratch, fresh. It goes to --workdir/<name>, by default
+<genotype>_<init>:
+
+  python experiments/train_student.py ... --genotype=plain_cnn:3 --config.student.init=scratch
 """
 
 from absl import flags
 
 from adabert_jax import cli, stages
 from adabert_jax.data import pipeline as data_pipeline
+from adabert_jax.errors import UserError
+from adabert_jax.nas import genotype as genotype_lib
+from adabert_jax.nas import search as search_lib
 
+flags.DEFINE_string("genotype", "", "Train this architecture instead of the searched one: a "
+                    "genotype.json file, or plain_cnn:K.")
+flags.DEFINE_string("name", "", "Output folder under --workdir (default: student, "
+                    "student_<init>, or <genotype>_<init> with --genotype).")
 _CONFIG = cli.define_config_flag(cli.default_config("paper"))
 
 
@@ -17,15 +32,31 @@ def main(argv):
   del argv
   config = cli.config_with_flags(_CONFIG.value)
   workdir, overwrite = cli.require_workdir(), flags.FLAGS.overwrite
+  init = config.student.init
+  if init not in ("inherit", "scratch"):
+    raise UserError(f"--config.student.init={init!r}: use inherit or scratch.")
+  supernet_cfg = search_lib.setup_from_config(config.search).supernet
+  geno, name = None, "student" if init == "inherit" else f"student_{init}"
+  if flags.FLAGS.genotype:
+    geno, label = genotype_lib.genotype_from_spec(flags.FLAGS.genotype, supernet_cfg.k_max,
+                                                  supernet_cfg.num_nodes)
+    if init == "inherit" and (geno.k_max, geno.num_nodes) != (supernet_cfg.k_max,
+                                                             supernet_cfg.num_nodes):
+      raise UserError(
+          f"--genotype={flags.FLAGS.genotype} has k_max {geno.k_max} and num_nodes "
+          f"{geno.num_nodes}, the search's supernet {supernet_cfg.k_max} and "
+          f"{supernet_cfg.num_nodes}: inheriting needs the same; use "
+          "--config.student.init=scratch.")
+    name = f"{label}_{init}"
+  name = flags.FLAGS.name or name
   task, splits, vocab = data_pipeline.load_task_data(config)
   teacher = stages.ensure_teacher(config, task, splits, workdir, overwrite)
   knowledge = stages.ensure_knowledge(config, task, splits, vocab, workdir, teacher,
                                       overwrite)
   search = stages.ensure_search(config, task, splits, knowledge, workdir, teacher, overwrite)
-  name = "student" if config.student.init == "inherit" else f"student_{config.student.init}"
   augmented = stages.ensure_augmented(config, splits, vocab, workdir, teacher, knowledge,
                                       overwrite)
-  result = stages.ensure_student(config, task, splits, knowledge, workdir, search,
+  result = stages.ensure_student(config, task, splits, knowledge, workdir, search, geno=geno,
                                  name=name, augmented=augmented, overwrite=overwrite)
   print(f"{name}: dev {result['dev']}, {result['params_exported'] / 1e6:.2f}M parameters "
         f"(exported), genotype {result['genotype']}")

@@ -116,3 +116,18 @@ def test_plain_cnn_baseline_is_a_chain_of_convolutions():
   cnn = genotype.plain_cnn_genotype(depth=3, k_max=8, num_nodes=3)
   assert cnn.ops == ((2, 1, "conv3"), (3, 2, "conv3"), (4, 3, "conv3"))
   assert cnn.depth == 3
+
+
+def test_genotype_from_spec_reads_plain_cnn_depths_and_files(tmp_path):
+  geno, label = genotype.genotype_from_spec("plain_cnn:3", k_max=8, num_nodes=3)
+  assert label == "plain_cnn_k3"
+  assert geno == genotype.plain_cnn_genotype(3, 8, 3)
+  path = tmp_path / "my_cell.json"
+  geno.save(str(path))
+  loaded, label = genotype.genotype_from_spec(str(path), k_max=8, num_nodes=3)
+  assert (loaded, label) == (geno, "my_cell")
+  for bad in ("plain_cnn:x", "plain_cnn:0", "plain_cnn:9"):
+    with pytest.raises(UserError, match="must be an integer in 1..8"):
+      genotype.genotype_from_spec(bad, k_max=8, num_nodes=3)
+  with pytest.raises(UserError, match="missing.json"):
+    genotype.genotype_from_spec(str(tmp_path / "missing.json"), k_max=8, num_nodes=3)

@@ -91,6 +91,40 @@ def test_pipeline_end_to_end_and_rerun_reuses_every_stage(tmp_path, tiny_bert_di
   for stage in ("teacher", "precompute", "search", "augment", "student", "benchmark",
                 "plain_cnn"):
     assert f"[{stage}] done already" in second.stdout
+  # The collapse diagnostic scores the finished supernet under uniform architectures.
+  rank = subprocess.run(
+      [sys.executable, os.path.join(REPO_ROOT, "experiments", "rank_supernet.py"),
+       *args[2:5], "--ops=conv3,max_pool3", "--depths=1,2"],
+      capture_output=True, text=True, env=env, timeout=900)
+  assert rank.returncode == 0, rank.stderr[-3000:]
+  assert "running" not in rank.stdout
+  rows = [line for line in rank.stdout.splitlines() if line.startswith(("| conv3", "| max_"))]
+  assert len(rows) == 2
+  scores = [float(x) for row in rows for x in row.strip("| ").split(" | ")[1:]]
+  assert len(scores) == 4 and all(0.0 <= s <= 100.0 for s in scores)
+  # Another architecture trained beside the searched one, reusing every earlier stage.
+  other = subprocess.run(
+      [sys.executable, os.path.join(REPO_ROOT, "experiments", "train_student.py"),
+       *args[2:5], "--config.augment.copies=1", "--genotype=plain_cnn:2",
+       "--config.student.init=scratch"],
+      capture_output=True, text=True, env=env, timeout=900)
+  assert other.returncode == 0, other.stderr[-3000:]
+  assert "[search] done already" in other.stdout and "[augment] done already" in other.stdout
+  trained = json.load(open(run / "plain_cnn_k2_scratch" / "result.json"))
+  searched = results["student"]["genotype"]
+  assert trained["genotype"] == json.loads(genotype_lib.plain_cnn_genotype(
+      2, searched["k_max"], searched["num_nodes"]).to_json())
+  assert trained["train_examples"] == 2 * 256
+
+
+def test_rank_supernet_refuses_a_workdir_without_a_finished_search(tmp_path):
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO_ROOT, "experiments", "rank_supernet.py"),
+       f"--config={os.path.join(REPO_ROOT, 'experiments', 'configs', 'default.py')}:tiny",
+       f"--workdir={tmp_path / 'empty'}"],
+      capture_output=True, text=True, env={**os.environ, "ADABERT_QUIET": "1"}, timeout=300)
+  assert result.returncode != 0
+  assert "No finished search" in result.stderr and "final_params" in result.stderr
 
 
 def test_results_table_shows_current_scores_over_a_reused_benchmark():

@@ -11,6 +11,7 @@ k-1), 2 .. 2+num_nodes-1 the intermediate nodes. JSON:
 
 import dataclasses
 import json
+import os
 from typing import Any
 
 import jax
@@ -183,3 +184,19 @@ def plain_cnn_genotype(depth: int, k_max: int, num_nodes: int, op: str = "conv3"
   chain += [(node, node - 1, op)
             for node in range(NUM_INPUT_NODES + 1, NUM_INPUT_NODES + num_nodes)]
   return Genotype(ops=tuple(chain), depth=depth, k_max=k_max, num_nodes=num_nodes)
+
+
+PLAIN_CNN_PREFIX = "plain_cnn:"
+
+
+def genotype_from_spec(spec: str, k_max: int, num_nodes: int) -> tuple[Genotype, str]:
+  """(genotype, short label) from a command-line spec: a genotype.json path, or plain_cnn:K
+  (a chain of conv3 in each of K cells, in this supernet's k_max and num_nodes)."""
+  if spec.startswith(PLAIN_CNN_PREFIX):
+    depth = spec[len(PLAIN_CNN_PREFIX):]
+    if not depth.isdigit() or not 1 <= int(depth) <= k_max:
+      raise GenotypeError(f"--genotype={spec}: the depth after plain_cnn: must be an integer "
+                          f"in 1..{k_max} (search.k_max)")
+    return plain_cnn_genotype(int(depth), k_max, num_nodes), f"plain_cnn_k{depth}"
+  stem = os.path.splitext(os.path.basename(spec))[0]
+  return Genotype.load(spec), stem

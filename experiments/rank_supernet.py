@@ -1,0 +1,75 @@
+"""Does a finished search's supernet tell architectures apart? A diagnostic for collapses.
+
+Scores the supernet's shared weights on dev under fixed uniform architectures (the same op on
+every edge of every cell) at several depths. Use the flags the search ran with:
+
+  python experiments/rank_supernet.py --task=sst2 --glue_dir=../shared/glue \
+      --workdir=runs/sst2 --config=experiments/configs/default.py:cpu
+
+If every row scores about the same, CE and KD cannot prefer one architecture over another,
+and alpha follows the efficiency term (see the README, "Searching on a CPU").
+"""
+
+import os
+
+import jax.numpy as jnp
+import numpy as np
+from absl import flags
+
+from adabert_jax import cli, stages
+from adabert_jax.data import pipeline as data_pipeline
+from adabert_jax.errors import UserError
+from adabert_jax.nas import ops, search
+from adabert_jax.train import checkpoints, sharding
+
+flags.DEFINE_list("ops", ["conv3", "conv5", "dil_conv3", "max_pool3", "avg_pool3",
+                          "identity"], "Operations to try, each on every edge.")
+flags.DEFINE_list("depths", ["1", "2", "3", "4", "6", "8"], "Depths K to try.")
+_CONFIG = cli.define_config_flag(cli.default_config("paper"))
+
+
+def uniform_sample(op_name: str, depth: int, num_edges: int, k_max: int) -> dict:
+  """Exact one-hots: op_name on every edge, depth K (NumPy, so indices stay static)."""
+  op = ops.OP_NAMES.index(op_name)
+  return {"ops": np.eye(ops.NUM_OPS, dtype=np.float32)[np.full(num_edges, op)],
+          "ops_index": np.full(num_edges, op, np.int32),
+          "depth": np.eye(k_max, dtype=np.float32)[depth - 1],
+          "depth_index": np.int32(depth - 1)}
+
+
+def main(argv):
+  del argv
+  config = cli.config_with_flags(_CONFIG.value)
+  workdir = cli.require_workdir()
+  params_dir = os.path.join(search.search_dir(workdir), "final_params")
+  if not os.path.isdir(params_dir):
+    raise UserError(f"No finished search in {workdir} ({params_dir} is missing): run "
+                    "experiments/search.py with the same flags first.")
+  setup = search.setup_from_config(config.search)
+  cfg = setup.supernet
+  unknown = [name for name in flags.FLAGS.ops if name not in ops.OP_NAMES]
+  if unknown:
+    raise UserError(f"--ops: unknown {unknown}; the operations are {', '.join(ops.OP_NAMES)}")
+  depths = [int(d) for d in flags.FLAGS.depths]
+  if any(not 1 <= d <= cfg.k_max for d in depths):
+    raise UserError(f"--depths must be in 1..{cfg.k_max} (search.k_max), got {depths}")
+
+  task, splits, vocab = data_pipeline.load_task_data(config)
+  teacher = stages.ensure_teacher(config, task, splits, workdir)
+  knowledge = stages.ensure_knowledge(config, task, splits, vocab, workdir, teacher)
+  params = checkpoints.restore_pytree(params_dir)
+  emb = {k: jnp.asarray(v) for k, v in knowledge["emb_tables"].items()}
+  dev, mesh = splits[task.main_dev_split], sharding.make_mesh(1)
+  print(f"supernet dev score ({task.metric}) under uniform architectures ({workdir})")
+  print("| op | " + " | ".join(f"K={d}" for d in depths) + " |")
+  print("|---|" + "---|" * len(depths))
+  for name in flags.FLAGS.ops:
+    scores = [search.evaluate_fixed(params, emb, dev,
+                                    uniform_sample(name, d, cfg.num_edges, cfg.k_max),
+                                    cfg, task, config.search.batch_size, mesh)["score"]
+              for d in depths]
+    print(f"| {name} | " + " | ".join(f"{s:.2f}" for s in scores) + " |", flush=True)
+
+
+if __name__ == "__main__":
+  cli.run(main)
