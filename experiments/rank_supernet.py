@@ -6,8 +6,10 @@ every edge of every cell) at several depths. Use the flags the search ran with:
   python experiments/rank_supernet.py --task=sst2 --glue_dir=../shared/glue \
       --workdir=runs/sst2 --config=experiments/configs/default.py:cpu
 
-If every row scores about the same, CE and KD cannot prefer one architecture over another,
-and alpha follows the efficiency term (see the README, "Searching on a CPU").
+If every row scores about the same, CE and KD cannot prefer one architecture over another
+and alpha follows the efficiency term; if the rows rank architectures the derived genotype
+does not resemble, the gradient to alpha, not the supernet, is at fault (see the README,
+"Searching on a CPU").
 """
 
 import os
@@ -16,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from adabert_jax import cli, stages
+from adabert_jax import cli, io_utils, stages
 from adabert_jax.data import pipeline as data_pipeline
 from adabert_jax.errors import UserError
 from adabert_jax.nas import ops, search
@@ -24,7 +26,8 @@ from adabert_jax.train import checkpoints, sharding
 
 flags.DEFINE_list("ops", ["conv3", "conv5", "dil_conv3", "max_pool3", "avg_pool3",
                           "identity"], "Operations to try, each on every edge.")
-flags.DEFINE_list("depths", ["1", "2", "3", "4", "6", "8"], "Depths K to try.")
+flags.DEFINE_list("depths", [], "Depths K to try (default: 1, 2, 3, 4, 6, 8 up to "
+                  "search.k_max).")
 _CONFIG = cli.define_config_flag(cli.default_config("paper"))
 
 
@@ -50,12 +53,23 @@ def main(argv):
   unknown = [name for name in flags.FLAGS.ops if name not in ops.OP_NAMES]
   if unknown:
     raise UserError(f"--ops: unknown {unknown}; the operations are {', '.join(ops.OP_NAMES)}")
-  depths = [int(d) for d in flags.FLAGS.depths]
+  depths = [d for d in (1, 2, 3, 4, 6, 8) if d <= cfg.k_max]
+  if flags.FLAGS.depths:
+    if not all(d.isdigit() for d in flags.FLAGS.depths):
+      raise UserError(f"--depths must be integers, got {','.join(flags.FLAGS.depths)}")
+    depths = [int(d) for d in flags.FLAGS.depths]
   if any(not 1 <= d <= cfg.k_max for d in depths):
     raise UserError(f"--depths must be in 1..{cfg.k_max} (search.k_max), got {depths}")
 
   task, splits, vocab = data_pipeline.load_task_data(config)
   teacher = stages.ensure_teacher(config, task, splits, workdir)
+  search_dir = search.search_dir(workdir)
+  fingerprint = search.stage_fingerprint(config, teacher["checkpoint_id"])
+  if stages.done(search_dir, search.RESULT_FILE, fingerprint) is None:
+    diff = stages.fingerprint_diff(
+        io_utils.load_json(os.path.join(search_dir, "config.json")), fingerprint)
+    raise UserError(f"The search in {search_dir} ran with other flags ({'; '.join(diff[:4])}): "
+                    "pass the --config flags it ran with.")
   knowledge = stages.ensure_knowledge(config, task, splits, vocab, workdir, teacher)
   params = checkpoints.restore_pytree(params_dir)
   emb = {k: jnp.asarray(v) for k, v in knowledge["emb_tables"].items()}

@@ -102,6 +102,12 @@ def test_pipeline_end_to_end_and_rerun_reuses_every_stage(tmp_path, tiny_bert_di
   assert len(rows) == 2
   scores = [float(x) for row in rows for x in row.strip("| ").split(" | ")[1:]]
   assert len(scores) == 4 and all(0.0 <= s <= 100.0 for s in scores)
+  mismatched = subprocess.run(
+      [sys.executable, os.path.join(REPO_ROOT, "experiments", "rank_supernet.py"),
+       *args[2:5], "--config.search.beta=1.5"],
+      capture_output=True, text=True, env=env, timeout=900)
+  assert mismatched.returncode == 2
+  assert "ran with other flags" in mismatched.stderr and "beta" in mismatched.stderr
   # Another architecture trained beside the searched one, reusing every earlier stage.
   other = subprocess.run(
       [sys.executable, os.path.join(REPO_ROOT, "experiments", "train_student.py"),
