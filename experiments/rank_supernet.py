@@ -68,6 +68,9 @@ def main(argv):
   if stages.done(search_dir, search.RESULT_FILE, fingerprint) is None:
     diff = stages.fingerprint_diff(
         io_utils.load_json(os.path.join(search_dir, "config.json")), fingerprint)
+    if not diff:
+      raise UserError(f"The search in {search_dir} has not finished: rerun "
+                      "experiments/search.py with the same flags.")
     raise UserError(f"The search in {search_dir} ran with other flags ({'; '.join(diff[:4])}): "
                     "pass the --config flags it ran with.")
   knowledge = stages.ensure_knowledge(config, task, splits, vocab, workdir, teacher)
