@@ -170,6 +170,14 @@ def searched_params(workdir):
   return checkpoints.restore_pytree(os.path.join(search.search_dir(workdir), "final_params"))
 
 
+STUDENT_INITS = ("inherit", "scratch")
+
+
+def check_student_init(init: str) -> None:
+  if init not in STUDENT_INITS:
+    raise UserError(f"--config.student.init={init!r}: use {' or '.join(STUDENT_INITS)}.")
+
+
 def ensure_student(config, task, splits, knowledge, workdir, search_result, *, geno=None,
                    name="student", init=None, augmented=None, overwrite=False) -> dict:
   """Trains the student of the searched genotype (or of `geno`, for baselines), on train
@@ -181,6 +189,7 @@ def ensure_student(config, task, splits, knowledge, workdir, search_result, *, g
   from adabert_jax.student import model, train as student_train
 
   init = init or config.student.init
+  check_student_init(init)
   geno = geno or searched_genotype(workdir)
   supernet_cfg = search.setup_from_config(config.search).supernet
   fingerprint = {"student": config.student.to_dict(), "init": init,
@@ -192,11 +201,9 @@ def ensure_student(config, task, splits, knowledge, workdir, search_result, *, g
   def run():
     if init == "inherit":
       params = model.from_supernet(searched_params(workdir), geno, supernet_cfg)
-    elif init == "scratch":
+    else:
       params = model.init_student(jax.random.key(config.seed + 11), geno, supernet_cfg.hidden,
                                   knowledge["emb_tables"]["word"].shape[1], task.num_classes)
-    else:
-      raise UserError(f"--config.student.init={init!r}: use inherit or scratch.")
     train = batching.fixed_subset(
         search.with_knowledge(splits["train"], knowledge["knowledge"]["train"]),
         config.student.train_subset, config.seed)

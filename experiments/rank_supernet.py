@@ -44,7 +44,8 @@ def main(argv):
   del argv
   config = cli.config_with_flags(_CONFIG.value)
   workdir = cli.require_workdir()
-  params_dir = os.path.join(search.search_dir(workdir), "final_params")
+  search_dir = search.search_dir(workdir)
+  params_dir = os.path.join(search_dir, "final_params")
   if not os.path.isdir(params_dir):
     raise UserError(f"No finished search in {workdir} ({params_dir} is missing): run "
                     "experiments/search.py with the same flags first.")
@@ -63,7 +64,6 @@ def main(argv):
 
   task, splits, vocab = data_pipeline.load_task_data(config)
   teacher = stages.ensure_teacher(config, task, splits, workdir)
-  search_dir = search.search_dir(workdir)
   fingerprint = search.stage_fingerprint(config, teacher["checkpoint_id"])
   if stages.done(search_dir, search.RESULT_FILE, fingerprint) is None:
     diff = stages.fingerprint_diff(

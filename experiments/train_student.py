@@ -33,8 +33,7 @@ def main(argv):
   config = cli.config_with_flags(_CONFIG.value)
   workdir, overwrite = cli.require_workdir(), flags.FLAGS.overwrite
   init = config.student.init
-  if init not in ("inherit", "scratch"):
-    raise UserError(f"--config.student.init={init!r}: use inherit or scratch.")
+  stages.check_student_init(init)  # before the name below is built from it
   supernet_cfg = search_lib.setup_from_config(config.search).supernet
   geno, name = None, "student" if init == "inherit" else f"student_{init}"
   if flags.FLAGS.genotype:
