@@ -152,14 +152,32 @@ def ensure_search(config, task, splits, knowledge, workdir, teacher_result,
                        knowledge["emb_tables"], teacher_result, workdir))
 
 
+def ensure_derive(config, task, splits, knowledge, workdir, search_result,
+                  overwrite=False) -> dict:
+  """The discrete architecture of a finished search, by config.derive.method."""
+  from adabert_jax.nas import derive, search
+
+  derive.check_config(config)
+  setup = search.setup_from_config(config.search)
+  return run_stage("derive", derive.derive_dir(workdir), derive.RESULT_FILE,
+                   derive.stage_fingerprint(config, search_result), overwrite,
+                   lambda: derive.run_derive(config, task, splits, knowledge["knowledge"],
+                                             knowledge["emb_tables"], workdir, setup))
+
+
 def student_dir(workdir: str, name: str = "student") -> str:
   return os.path.join(workdir, name)
 
 
 def searched_genotype(workdir):
-  from adabert_jax.nas import genotype as genotype_lib, search
+  """The derived genotype (ensure_derive) of the run in `workdir`."""
+  from adabert_jax.nas import derive, genotype as genotype_lib
 
-  return genotype_lib.Genotype.load(os.path.join(search.search_dir(workdir), "genotype.json"))
+  path = os.path.join(derive.derive_dir(workdir), "genotype.json")
+  if not os.path.isfile(path):
+    raise UserError(f"{path} is missing: the derive stage has not run in {workdir} "
+                    "(experiments/pipeline.py or train_student.py runs it).")
+  return genotype_lib.Genotype.load(path)
 
 
 def searched_params(workdir):

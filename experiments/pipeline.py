@@ -17,9 +17,10 @@ from absl import flags
 from adabert_jax import cli, stages
 from adabert_jax.data import pipeline as data_pipeline
 from adabert_jax.eval import report
+from adabert_jax.nas import derive
 
 flags.DEFINE_enum("stop_after", "report", ["data", "teacher", "precompute", "search",
-                                           "student", "benchmark", "report"],
+                                           "derive", "student", "benchmark", "report"],
                   "Stop after this stage.")
 flags.DEFINE_bool("baselines", False,
                   "Also train the baselines (the searched architecture from scratch, a random "
@@ -32,6 +33,7 @@ def main(argv):
   del argv
   start = time.time()
   config = cli.config_with_flags(_CONFIG.value)
+  derive.check_config(config)  # before a long search, not after it
   workdir = cli.require_workdir()
   overwrite, stop_after = flags.FLAGS.overwrite, flags.FLAGS.stop_after
   task, splits, vocab = data_pipeline.load_task_data(config)
@@ -48,6 +50,9 @@ def main(argv):
   search = stages.ensure_search(config, task, splits, knowledge, workdir, teacher, overwrite)
   if stop_after == "search":
     return
+  derived = stages.ensure_derive(config, task, splits, knowledge, workdir, search, overwrite)
+  if stop_after == "derive":
+    return
   augmented = stages.ensure_augmented(config, splits, vocab, workdir, teacher, knowledge,
                                       overwrite)
   student = stages.ensure_student(config, task, splits, knowledge, workdir, search,
@@ -61,7 +66,7 @@ def main(argv):
   if stop_after == "benchmark":
     return
   results = report.build_report(task, workdir, teacher, knowledge["summary"], search,
-                                student, bench, baselines)
+                                derived, student, bench, baselines)
   print()
   print(report.results_table(task, results, bench))
   print(f"\nreport: {workdir}/report.md ({time.time() - start:.0f} s)")

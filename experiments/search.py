@@ -12,7 +12,7 @@ from absl import flags
 
 from adabert_jax import cli, stages
 from adabert_jax.data import pipeline as data_pipeline
-from adabert_jax.nas import search
+from adabert_jax.nas import derive, search
 
 _CONFIG = cli.define_config_flag(cli.default_config("paper"))
 
@@ -20,6 +20,7 @@ _CONFIG = cli.define_config_flag(cli.default_config("paper"))
 def main(argv):
   del argv
   config = cli.config_with_flags(_CONFIG.value)
+  derive.check_config(config)
   workdir = cli.require_workdir()
   overwrite = flags.FLAGS.overwrite
   task, splits, vocab = data_pipeline.load_task_data(config)
@@ -27,7 +28,9 @@ def main(argv):
   knowledge = stages.ensure_knowledge(config, task, splits, vocab, workdir, teacher,
                                       overwrite)
   result = stages.ensure_search(config, task, splits, knowledge, workdir, teacher, overwrite)
-  print(f"genotype ({workdir}/search/genotype.json): {result['genotype']}")
+  print(f"alpha's genotype ({workdir}/search/genotype.json): {result['genotype']}")
+  print("(the derive stage of pipeline.py or train_student.py makes the one students use, "
+        f"by --config.derive.method={config.derive.method})")
   print(f"depth probabilities: {result['depth_probs']}")
   print(search.format_alpha_table(result))
 

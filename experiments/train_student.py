@@ -1,4 +1,5 @@
-"""Train the discrete student of the searched genotype (runs or reuses earlier stages).
+"""Train the discrete student of the derived genotype (runs or reuses earlier stages, the
+derive stage included).
 
   python experiments/train_student.py --task=sst2 --glue_dir=../shared/glue \
       --workdir=runs/sst2 --config=experiments/configs/default.py:cpu \
@@ -18,7 +19,7 @@ from absl import flags
 from adabert_jax import cli, stages
 from adabert_jax.data import pipeline as data_pipeline
 from adabert_jax.errors import UserError
-from adabert_jax.nas import genotype as genotype_lib
+from adabert_jax.nas import derive, genotype as genotype_lib
 from adabert_jax.nas import search as search_lib
 
 flags.DEFINE_string("genotype", "", "Train this architecture instead of the searched one: a "
@@ -31,6 +32,7 @@ _CONFIG = cli.define_config_flag(cli.default_config("paper"))
 def main(argv):
   del argv
   config = cli.config_with_flags(_CONFIG.value)
+  derive.check_config(config)
   workdir, overwrite = cli.require_workdir(), flags.FLAGS.overwrite
   init = config.student.init
   stages.check_student_init(init)  # before the name below is built from it
@@ -53,6 +55,8 @@ def main(argv):
   knowledge = stages.ensure_knowledge(config, task, splits, vocab, workdir, teacher,
                                       overwrite)
   search = stages.ensure_search(config, task, splits, knowledge, workdir, teacher, overwrite)
+  if not flags.FLAGS.genotype:
+    stages.ensure_derive(config, task, splits, knowledge, workdir, search, overwrite)
   augmented = stages.ensure_augmented(config, splits, vocab, workdir, teacher, knowledge,
                                       overwrite)
   result = stages.ensure_student(config, task, splits, knowledge, workdir, search, geno=geno,

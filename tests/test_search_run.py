@@ -24,7 +24,7 @@ def _config(tiny_bert_dir, **search_overrides):
   config.probes.batch_size = 8
   config.probes.epochs = 1
   config.search.update(dict(hidden=16, k_max=2, batch_size=8, epochs=2,
-                            checkpoint_every_steps=4, dropout=0.1))
+                            checkpoint_every_steps=4, dropout=0.1, holdout=0))
   config.search.update(search_overrides)
   return config
 

@@ -69,7 +69,8 @@ def test_pipeline_end_to_end_and_rerun_reuses_every_stage(tmp_path, tiny_bert_di
   env = {**os.environ, "ADABERT_QUIET": "1", "ADABERT_CACHE_DIR": str(tmp_path / "cache")}
   first = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
   assert first.returncode == 0, first.stderr[-3000:]
-  for stage in ("teacher", "precompute", "search", "augment", "student", "benchmark"):
+  for stage in ("teacher", "precompute", "search", "derive", "augment", "student",
+                "benchmark"):
     assert f"[{stage}] running" in first.stdout
   run = tmp_path / "run"
   results = json.load(open(run / "results.json"))
@@ -84,12 +85,23 @@ def test_pipeline_end_to_end_and_rerun_reuses_every_stage(tmp_path, tiny_bert_di
   assert "| baseline: random_arch |" in (run / "report.md").read_text()
   assert (run / "report.md").read_text().startswith("# AdaBERT run: rotten_tomatoes")
   assert os.path.getsize(run / "accuracy_latency.png") > 1000
+  # The tiny preset derives by measured held-out loss: the student is the measured best.
+  derived = json.load(open(run / "derive" / "result.json"))
+  assert derived["method"] == "measured" and derived["heldout_examples"] == 16
+  # ... 16 training examples the search never saw: it trained on 15 batches of 16.
+  assert json.load(open(run / "search" / "result.json"))["train_examples"] == 240
+  assert results["student"]["genotype"] == derived["genotype"]
+  assert derived["evaluated"][0]["genotype"] == derived["genotype"]
+  objectives = [r["objective"] for r in derived["evaluated"]]
+  assert objectives == sorted(objectives) and len(objectives) > 20
+  assert "held-out training examples" in (run / "report.md").read_text()
+  assert os.path.getsize(run / "derive" / "cell.png") > 1000
   # A rerun (as after a kill between stages) redoes nothing.
   second = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
   assert second.returncode == 0, second.stderr[-3000:]
   assert "running" not in second.stdout
-  for stage in ("teacher", "precompute", "search", "augment", "student", "benchmark",
-                "plain_cnn"):
+  for stage in ("teacher", "precompute", "search", "derive", "augment", "student",
+                "benchmark", "plain_cnn"):
     assert f"[{stage}] done already" in second.stdout
   # The collapse diagnostic scores the finished supernet under uniform architectures.
   rank = subprocess.run(

@@ -36,6 +36,22 @@ def fixed_subset(arrays: Mapping[str, np.ndarray], size: int, seed: int
   return {name: a[keep] for name, a in arrays.items()}
 
 
+def holdout_split(arrays: Mapping[str, np.ndarray], size: int, seed: int
+                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+  """(rest, held): `size` examples chosen at random by `seed` are held out (both parts keep
+  the original order). Nothing is held out when size <= 0."""
+  n = num_examples(arrays)
+  if size <= 0:
+    return dict(arrays), {name: a[:0] for name, a in arrays.items()}
+  if size > n // 4:
+    raise UserError(f"--config.search.holdout={size} would keep more than a quarter of the "
+                    f"{n} training examples out of the search: lower it (at most {n // 4}).")
+  held = np.zeros(n, bool)
+  held[np.random.default_rng(seed).permutation(n)[:size]] = True
+  return ({name: a[~held] for name, a in arrays.items()},
+          {name: a[held] for name, a in arrays.items()})
+
+
 def epoch_permutation(key: jax.Array, epoch: int, n: int) -> np.ndarray:
   """The example order of one epoch: a pure function of (key, epoch)."""
   return np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch), n))

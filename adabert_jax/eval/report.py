@@ -11,7 +11,7 @@ from adabert_jax.eval import plots
 
 
 def build_report(task: Task, workdir: str, teacher: dict, knowledge_summary: dict,
-                 search: dict, student: dict, bench: dict,
+                 search: dict, derived: dict, student: dict, bench: dict,
                  baselines: dict[str, dict] | None = None) -> dict:
   """Writes <workdir>/results.json, report.md and accuracy_latency.png; returns results."""
   rows = {m["name"]: m for m in bench["models"]}
@@ -26,9 +26,11 @@ def build_report(task: Task, workdir: str, teacher: dict, knowledge_summary: dic
                   "genotype": student["genotype"], "init": student.get("name"),
                   "epochs": student.get("epochs"),
                   "train_examples": student.get("train_examples")},
-      "search": {"genotype": search["genotype"], "depth_probs": search["depth_probs"],
+      "search": {"genotype": derived["genotype"], "derive_method": derived["method"],
+                 "alpha_genotype": search["genotype"], "depth_probs": search["depth_probs"],
                  "wall_time_s": search["wall_time_s_this_run"],
-                 "examples_per_s": search["examples_per_s"]},
+                 "examples_per_s": search["examples_per_s"],
+                 "derive_wall_time_s": derived["wall_time_s"]},
       "speed": {"batch_size": bench["batch_size"], "max_len": bench["max_len"],
                 "student_ms": student_row["latency_ms"],
                 "teacher_ms": teacher_row["latency_ms"],
@@ -50,7 +52,7 @@ def build_report(task: Task, workdir: str, teacher: dict, knowledge_summary: dic
                               os.path.join(workdir, "accuracy_latency.png"))
   io_utils.save_json_atomic(os.path.join(workdir, "results.json"), results)
   io_utils.save_text_atomic(os.path.join(workdir, "report.md"),
-                            render_markdown(task, results, bench, knowledge_summary))
+                            render_markdown(task, results, bench, knowledge_summary, derived))
   return results
 
 
@@ -77,7 +79,8 @@ def results_table(task: Task, results: dict, bench: dict) -> str:
   return "\n".join(lines)
 
 
-def render_markdown(task: Task, results: dict, bench: dict, knowledge_summary: dict) -> str:
+def render_markdown(task: Task, results: dict, bench: dict, knowledge_summary: dict,
+                    derived: dict) -> str:
   from adabert_jax.teacher.probes import format_probe_table
 
   geno = results["search"]["genotype"]
@@ -94,10 +97,11 @@ def render_markdown(task: Task, results: dict, bench: dict, knowledge_summary: d
       "",
       f"## Searched architecture (K = {geno['depth']})",
       "",
-      "![cell](search/cell.png)",
+      "![cell](derive/cell.png)",
       "",
       "```json", json.dumps(geno), "```",
       "",
+      *_derive_lines(derived),
       "Architecture weights over the search:",
       "",
       "![alpha](search/alpha.png)",
@@ -113,6 +117,21 @@ def render_markdown(task: Task, results: dict, bench: dict, knowledge_summary: d
       "![probes](knowledge/probes.png)",
       "",
   ]) + "\n"
+
+
+def _derive_lines(derived: dict) -> list[str]:
+  from adabert_jax.nas.derive import format_candidates
+
+  if derived["method"] != "measured":
+    return ["Derived from alpha (the paper's rule).", ""]
+  chosen = derived["chosen"]
+  return [
+      f"Derived from the supernet's measured loss on {derived['heldout_examples']:,} held-out "
+      f"training examples plus {derived['beta']} x L_E: held-out loss {chosen['loss']:.4f}, "
+      f"accuracy {chosen['accuracy']:.2f}, L_E {chosen['efficiency']:.3f} "
+      f"({len(derived['evaluated'])} architectures measured). Alpha's rule gave "
+      f"`{json.dumps(derived['alpha_genotype'])}`. The best measured:",
+      "", format_candidates(derived), ""]
 
 
 def _training_line(student: dict) -> str:

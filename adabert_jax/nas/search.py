@@ -59,7 +59,11 @@ def setup_from_config(cfg: ml_collections.ConfigDict) -> SearchSetup:
 
 
 def stage_fingerprint(config: ml_collections.ConfigDict, teacher_checkpoint_id: str) -> dict:
-  return {"search": config.search.to_dict(), "teacher_checkpoint_id": teacher_checkpoint_id,
+  search_fields = config.search.to_dict()
+  if not search_fields["holdout"]:
+    # Added after the first runs: at 0 it changes nothing, so those runs stay reusable.
+    del search_fields["holdout"]
+  return {"search": search_fields, "teacher_checkpoint_id": teacher_checkpoint_id,
           "max_len": config.data.max_len, "train_subset": config.data.train_subset,
           "seed": config.seed, "task": config.task}
 
@@ -73,6 +77,16 @@ def with_knowledge(arrays: dict[str, np.ndarray], knowledge: dict[str, np.ndarra
                     f"but the split has {n}: rerun precompute for this data.")
   return {**arrays, "teacher_logits": knowledge["teacher_logits"],
           "probe_logits": knowledge["probe_logits"]}
+
+
+def search_and_holdout(config: ml_collections.ConfigDict,
+                       splits: dict[str, dict[str, np.ndarray]], knowledge: dict[str, dict]
+                       ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+  """(the search's training examples, the held-out ones), with the teacher's knowledge:
+  search.holdout examples of train kept out, then the search.train_subset of the rest."""
+  rest, held = batching.holdout_split(with_knowledge(splits["train"], knowledge["train"]),
+                                      config.search.holdout, config.seed + 7)
+  return batching.fixed_subset(rest, config.search.train_subset, config.seed), held
 
 
 def evaluate_fixed(params, emb_tables, arrays, sample, cfg: supernet.SupernetConfig,
@@ -120,8 +134,7 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
   os.makedirs(out_dir, exist_ok=True)
   mesh = sharding.make_mesh()
   sharding.check_batch_size(cfg.batch_size, mesh, "search.batch_size")
-  train = batching.fixed_subset(with_knowledge(splits["train"], knowledge["train"]),
-                                cfg.train_subset, config.seed)
+  train, _ = search_and_holdout(config, splits, knowledge)
   dev = splits[task.main_dev_split]
   steps_per_epoch = batching.steps_per_epoch(train, cfg.batch_size)
   total_steps = steps_per_epoch * cfg.epochs

@@ -1,0 +1,115 @@
+"""The measured derive rule: candidates, coordinate descent, the held-out loss, L_E."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from adabert_jax.data import batching
+from adabert_jax.errors import UserError
+from adabert_jax.nas import costs, derive, genotype, losses, ops, supernet, testing
+from conftest import load_config
+
+CFG = supernet.SupernetConfig(hidden=16, k_max=3, num_nodes=3)
+
+
+def test_with_edge_op_replaces_removes_and_keeps_every_node_fed():
+  geno = genotype.plain_cnn_genotype(2, CFG.k_max, CFG.num_nodes)  # 1->2, 2->3, 3->4
+  wider = derive.with_edge_op(geno, (3, 0), "max_pool3")
+  assert wider.ops == ((2, 1, "conv3"), (3, 0, "max_pool3"), (3, 2, "conv3"),
+                       (4, 3, "conv3"))
+  assert derive.with_edge_op(wider, (3, 2), "zero").ops == (
+      (2, 1, "conv3"), (3, 0, "max_pool3"), (4, 3, "conv3"))
+  assert derive.with_edge_op(geno, (4, 3), "identity").ops[-1] == (4, 3, "identity")
+  assert derive.with_edge_op(geno, (4, 3), "zero") is None  # node 4 would get no input
+  assert derive.with_edge_op(geno, (3, 2), "conv3") == geno
+
+
+def test_coordinate_descent_finds_the_optimum_of_a_separable_objective():
+  """Each edge's op and the depth score independently (zero = edge absent), as a supernet's
+  loss roughly would: one round must reach the brute-force optimum over all genotypes."""
+  rng = np.random.default_rng(0)
+  edge_op_cost = rng.normal(size=(CFG.num_edges, ops.NUM_OPS))
+  depth_cost = np.array([0.3, -0.2, 0.1])
+  edge_index = {edge: e for e, edge in enumerate(CFG.edges)}
+  calls = []
+
+  def objective(geno):
+    calls.append(geno)
+    chosen = {(node, src): name for node, src, name in geno.ops}
+    return depth_cost[geno.depth - 1] + sum(
+        edge_op_cost[e, ops.OP_NAMES.index(chosen.get(edge, "zero"))]
+        for edge, e in edge_index.items())
+
+  starts = [derive.uniform_genotype("max_pool3", d, CFG) for d in (1, 2, 3)]
+  best = derive.coordinate_descent(objective, starts, CFG, passes=2, log=lambda _: None)
+  # The unconstrained optimum per edge; it feeds every node here (checked), so it is the
+  # constrained optimum too.
+  best_ops = [ops.OP_NAMES[i] for i in edge_op_cost.argmin(1)]
+  for node in (2, 3, 4):
+    assert any(o != "zero" for (n, _), o in zip(CFG.edges, best_ops) if n == node)
+  expected = genotype.Genotype(
+      tuple((n, s, o) for (n, s), o in zip(CFG.edges, best_ops) if o != "zero"),
+      int(depth_cost.argmin()) + 1, CFG.k_max, CFG.num_nodes)
+  assert best == expected
+
+
+def test_efficiency_of_a_fixed_genotype_is_the_search_term():
+  table = costs.op_cost_table(CFG.hidden, 32).normalised
+  conv3 = table[ops.OP_NAMES.index("conv3")]
+  full = derive.uniform_genotype("conv3", 2, CFG)
+  assert derive.efficiency_of(full, CFG, table) == pytest.approx(2 / 3 * conv3)
+  chain = genotype.plain_cnn_genotype(3, CFG.k_max, CFG.num_nodes)  # 3 of the 9 edges
+  assert derive.efficiency_of(chain, CFG, table) == pytest.approx(
+      3 / CFG.num_edges * conv3, rel=1e-6)
+
+
+def test_heldout_scorer_matches_the_loss_on_one_unpadded_batch():
+  """Bucketed, padded batches of 8 must give the example-weighted mean of the search's task
+  loss, (1 - gamma) CE + gamma KD, computed on all 21 examples at once."""
+  key = jax.random.key(0)
+  params = supernet.init_supernet(key, CFG, teacher_width=24, num_classes=2)
+  emb = testing.random_emb_tables(jax.random.key(1), 50, 32, 24)
+  held = {k: np.asarray(v) for k, v in testing.random_search_batch(
+      2, 21, 32, 50, 2, num_teacher_layers=2).items()}
+  loss_cfg = losses.LossConfig(beta=4.0)
+  geno = genotype.Genotype(((2, 1, "conv3"), (3, 0, "max_pool3"), (3, 2, "conv5"),
+                            (4, 3, "identity")), 2, CFG.k_max, CFG.num_nodes)
+  score = derive.heldout_scorer(params, emb, held, CFG, loss_cfg, batch_size=8, max_len=32)
+  measured = score(geno)
+  sample = genotype.genotype_to_onehots(geno, CFG)
+  outputs = supernet.supernet_apply(params, emb, held, sample, CFG, train=False)
+  _, terms = losses.adabert_loss(outputs, held, sample, np.zeros(ops.NUM_OPS), loss_cfg)
+  expected = (1 - loss_cfg.gamma) * terms["ce"] + loss_cfg.gamma * terms["kd"]
+  assert measured["loss"] == pytest.approx(float(expected), rel=1e-4)
+  accuracy = 100 * np.mean(np.asarray(outputs["logits"]).argmax(-1) == held["label"])
+  assert measured["accuracy"] == pytest.approx(accuracy)
+  # Another architecture gives another loss: the sample reaches the compiled function.
+  assert score(derive.uniform_genotype("avg_pool3", 1, CFG))["loss"] != measured["loss"]
+
+
+def test_holdout_split_is_disjoint_fixed_and_complete():
+  arrays = {"x": np.arange(100), "y": np.arange(100) * 2}
+  rest, held = batching.holdout_split(arrays, 25, seed=3)
+  assert len(held["x"]) == 25 and len(rest["x"]) == 75
+  assert sorted(np.concatenate([rest["x"], held["x"]])) == list(range(100))
+  assert np.all(np.diff(held["x"]) > 0) and np.array_equal(held["y"], held["x"] * 2)
+  again, _ = batching.holdout_split(arrays, 25, seed=3)
+  assert np.array_equal(again["x"], rest["x"])
+  none_rest, none_held = batching.holdout_split(arrays, 0, seed=3)
+  assert len(none_rest["x"]) == 100 and len(none_held["x"]) == 0
+  with pytest.raises(UserError, match="search.holdout"):
+    batching.holdout_split(arrays, 26, seed=3)
+
+
+def test_measured_derive_without_holdout_fails_fast():
+  config = load_config("paper")
+  derive.check_config(config)  # alpha: nothing to check
+  config.derive.method = "measured"
+  with pytest.raises(UserError, match="search.holdout"):
+    derive.check_config(config)
+  config.search.holdout = 100
+  derive.check_config(config)
+  config.derive.method = "best"
+  with pytest.raises(UserError, match="derive.method"):
+    derive.check_config(config)
