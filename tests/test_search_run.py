@@ -68,6 +68,15 @@ def test_search_writes_genotype_history_and_plots(prepared, tiny_bert_dir, tmp_p
   assert result["steps_this_run"] == 16
   # Architecture logits moved away from their near-uniform start (0.1 each).
   assert np.abs(np.array(result["op_probs"]) - 0.1).max() > 0.01
+  # The paper's derive rule hands alpha's genotype on; the measured rule needs a holdout.
+  task, splits, _, _, _, knowledge = prepared
+  config.derive.method = "alpha"
+  derived = stages.ensure_derive(config, task, splits, knowledge, str(tmp_path), result)
+  assert derived["genotype"] == result["genotype"]
+  assert stages.searched_genotype(str(tmp_path)) == geno
+  config.derive.method = "measured"
+  with pytest.raises(UserError, match="search.holdout"):
+    stages.ensure_derive(config, task, splits, knowledge, str(tmp_path), result)
 
 
 def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(prepared, tiny_bert_dir,
