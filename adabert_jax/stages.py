@@ -235,22 +235,33 @@ def ensure_student(config, task, splits, knowledge, workdir, search_result, *, g
                    run)
 
 
+BASELINES = ("student_scratch", "random_arch", "plain_cnn")
+
+
+def check_baselines(names) -> None:
+  unknown = [n for n in names if n not in BASELINES]
+  if unknown or not names:
+    raise UserError(f"--baseline_names={','.join(names)}: use some of {','.join(BASELINES)}.")
+
+
 def ensure_baselines(config, task, splits, knowledge, workdir, search_result,
-                     augmented=None, overwrite=False) -> dict[str, dict]:
+                     augmented=None, overwrite=False, names=BASELINES) -> dict[str, dict]:
   """What the search buys: students trained with the same KD loss and budget from scratch,
-  on the searched genotype, on a random genotype of the same depth, and on a plain CNN
-  (a chain of conv3 in each cell) of the same depth."""
+  on the searched genotype (student_scratch), on a random genotype of the same depth
+  (random_arch), and on a plain CNN (a chain of conv3 in each cell) of the same depth
+  (plain_cnn); `names` picks some of them."""
   from adabert_jax.nas import genotype as genotype_lib
 
+  check_baselines(names)
   searched = searched_genotype(workdir)
   shape = dict(depth=searched.depth, k_max=searched.k_max, num_nodes=searched.num_nodes)
-  genotypes = {"student_scratch": searched,
-               "random_arch": genotype_lib.random_genotype(config.seed + 1, **shape),
-               "plain_cnn": genotype_lib.plain_cnn_genotype(**shape)}
+  genotypes = {"student_scratch": lambda: searched,
+               "random_arch": lambda: genotype_lib.random_genotype(config.seed + 1, **shape),
+               "plain_cnn": lambda: genotype_lib.plain_cnn_genotype(**shape)}
   return {name: ensure_student(config, task, splits, knowledge, workdir, search_result,
-                               geno=geno, name=name, init="scratch", augmented=augmented,
-                               overwrite=overwrite)
-          for name, geno in genotypes.items()}
+                               geno=genotypes[name](), name=name, init="scratch",
+                               augmented=augmented, overwrite=overwrite)
+          for name in BASELINES if name in names}
 
 
 def load_student(workdir: str, name: str = "student"):

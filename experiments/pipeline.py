@@ -26,6 +26,8 @@ flags.DEFINE_bool("baselines", False,
                   "Also train the baselines (the searched architecture from scratch, a random "
                   "architecture and a plain CNN of the same depth, same KD loss and budget) "
                   "and put them in the report.")
+flags.DEFINE_list("baseline_names", list(stages.BASELINES),
+                  "Which baselines --baselines trains (each takes as long as the student).")
 _CONFIG = cli.define_config_flag(cli.default_config("quick"))
 
 
@@ -34,6 +36,8 @@ def main(argv):
   start = time.time()
   config = cli.config_with_flags(_CONFIG.value)
   derive.check_config(config)  # before a long search, not after it
+  if flags.FLAGS.baselines:
+    stages.check_baselines(flags.FLAGS.baseline_names)
   workdir = cli.require_workdir()
   overwrite, stop_after = flags.FLAGS.overwrite, flags.FLAGS.stop_after
   task, splits, vocab = data_pipeline.load_task_data(config)
@@ -58,7 +62,7 @@ def main(argv):
   student = stages.ensure_student(config, task, splits, knowledge, workdir, search,
                                   augmented=augmented, overwrite=overwrite)
   baselines = (stages.ensure_baselines(config, task, splits, knowledge, workdir, search,
-                                       augmented, overwrite)
+                                       augmented, overwrite, flags.FLAGS.baseline_names)
                if flags.FLAGS.baselines else None)
   if stop_after == "student":
     return

@@ -26,6 +26,10 @@ def _run(*args, cwd=None):
     (["--config.bench.repeats=abc"],
      "flag --config.bench.repeats=abc: invalid literal for int()"),
     (["--config=experiments/configs/default.py:huge"], "Unknown preset 'huge'"),
+    (["--config.derive.method=measured"], "set --config.search.holdout"),
+    (["--config.derive.method=best"], "--config.derive.method='best': use alpha or measured"),
+    (["--baselines", "--baseline_names=random_arch,bert"],
+     "--baseline_names=random_arch,bert: use some of"),
     ([], "--workdir is required"),
 ])
 def test_bad_input_gets_one_line_and_exit_2(tmp_path, args, message):

@@ -142,9 +142,7 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
     # whatever beta is, while the supernet's weights do rank the ops (convolutions first)
     # when trained on the full set. So alpha only steers the sampling here (beta = 0), the
     # first epoch samples uniformly while the weights warm up, and the architecture is
-    # derived from the supernet's measured loss on 2,000 held-out training examples, with
-    # the efficiency weight scaled to that loss (~0.25 at the end of the search, where the
-    # paper's beta = 4 would make L_E of any 3-cell conv net outweigh it twice over).
+    # derived from the supernet's measured loss on 2,000 held-out training examples.
     c.search.train_subset = 0
     c.search.holdout = 2000
     c.search.epochs = 3
@@ -152,7 +150,12 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
     c.search.beta = 0.0
     c.search.arch_lr = 3e-3
     c.derive.method = "measured"
-    c.derive.beta = 0.1
+    # Scaled to that loss (~0.25 on SST-2), where the paper's 4 would make L_E of any
+    # 3-cell conv net (~0.2-0.4) outweigh it: 0.02 lets L_E break near-ties only, since
+    # every cell of the space is far inside the speed and size targets on this machine.
+    # (0.1 picked a 1-cell net by 0.001 of J over the same cell at K = 3, whose held-out
+    # loss is 4% lower; README.)
+    c.derive.beta = 0.02
     # 8 teacher-labelled copies of SST-2 train (~22 min of teacher inference): a K=3 plain
     # CNN student gains +3.5 dev points from them (84.06 -> 87.04 with 4, 87.61 with 8).
     c.augment.copies = 8
