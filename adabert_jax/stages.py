@@ -255,11 +255,11 @@ def ensure_baselines(config, task, splits, knowledge, workdir, search_result,
   check_baselines(names)
   searched = searched_genotype(workdir)
   shape = dict(depth=searched.depth, k_max=searched.k_max, num_nodes=searched.num_nodes)
-  genotypes = {"student_scratch": lambda: searched,
-               "random_arch": lambda: genotype_lib.random_genotype(config.seed + 1, **shape),
-               "plain_cnn": lambda: genotype_lib.plain_cnn_genotype(**shape)}
+  genotypes = {"student_scratch": searched,
+               "random_arch": genotype_lib.random_genotype(config.seed + 1, **shape),
+               "plain_cnn": genotype_lib.plain_cnn_genotype(**shape)}
   return {name: ensure_student(config, task, splits, knowledge, workdir, search_result,
-                               geno=genotypes[name](), name=name, init="scratch",
+                               geno=genotypes[name], name=name, init="scratch",
                                augmented=augmented, overwrite=overwrite)
           for name in BASELINES if name in names}
 

@@ -156,8 +156,9 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
     # (0.1 picked a 1-cell net by 0.001 of J over the same cell at K = 3, whose held-out
     # loss is 4% lower; README.)
     c.derive.beta = 0.02
-    # 8 teacher-labelled copies of SST-2 train (~22 min of teacher inference): a K=3 plain
-    # CNN student gains +3.5 dev points from them (84.06 -> 87.04 with 4, 87.61 with 8).
+    # 8 teacher-labelled copies of SST-2 train (~22 min of teacher inference). Measured: 4
+    # copies lift a 1-cell plain CNN student from 84.06 to 85.55; a 3-cell one reaches
+    # 87.04 with 4 copies and 87.61 with 8.
     c.augment.copies = 8
     c.student.epochs = 3
     c.bench.repeats = 3
