@@ -68,10 +68,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 
 
 def stage_fingerprint(config: ml_collections.ConfigDict, search_result: dict) -> dict:
-  fingerprint = {"derive": {"method": config.derive.method}, "search": search_result["fingerprint"]}
-  if config.derive.method == "measured":  # the other fields do not change an alpha genotype
-    fingerprint["derive"] = config.derive.to_dict()
-  return fingerprint
+  # The other derive fields do not change an alpha genotype.
+  fields = (config.derive.to_dict() if config.derive.method == "measured"
+            else {"method": config.derive.method})
+  return {"derive": fields, "search": search_result["fingerprint"]}
 
 
 # Candidate architectures.
