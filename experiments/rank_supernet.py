@@ -15,13 +15,12 @@ does not resemble, the gradient to alpha, not the supernet, is at fault (see the
 import os
 
 import jax.numpy as jnp
-import numpy as np
 from absl import flags
 
 from adabert_jax import cli, io_utils, stages
 from adabert_jax.data import pipeline as data_pipeline
 from adabert_jax.errors import UserError
-from adabert_jax.nas import ops, search
+from adabert_jax.nas import derive, genotype as genotype_lib, ops, search
 from adabert_jax.train import checkpoints, sharding
 
 flags.DEFINE_list("ops", ["conv3", "conv5", "dil_conv3", "max_pool3", "avg_pool3",
@@ -29,15 +28,6 @@ flags.DEFINE_list("ops", ["conv3", "conv5", "dil_conv3", "max_pool3", "avg_pool3
 flags.DEFINE_list("depths", [], "Depths K to try (default: 1, 2, 3, 4, 6, 8 up to "
                   "search.k_max).")
 _CONFIG = cli.define_config_flag(cli.default_config("paper"))
-
-
-def uniform_sample(op_name: str, depth: int, num_edges: int, k_max: int) -> dict:
-  """Exact one-hots: op_name on every edge, depth K (NumPy, so indices stay static)."""
-  op = ops.OP_NAMES.index(op_name)
-  return {"ops": np.eye(ops.NUM_OPS, dtype=np.float32)[np.full(num_edges, op)],
-          "ops_index": np.full(num_edges, op, np.int32),
-          "depth": np.eye(k_max, dtype=np.float32)[depth - 1],
-          "depth_index": np.int32(depth - 1)}
 
 
 def main(argv):
@@ -82,7 +72,8 @@ def main(argv):
   print("|---|" + "---|" * len(depths))
   for name in flags.FLAGS.ops:
     scores = [search.evaluate_fixed(params, emb, dev,
-                                    uniform_sample(name, d, cfg.num_edges, cfg.k_max),
+                                    genotype_lib.genotype_to_onehots(
+                                        derive.uniform_genotype(name, d, cfg), cfg),
                                     cfg, task, config.search.batch_size, mesh)["score"]
               for d in depths]
     print(f"| {name} | " + " | ".join(f"{s:.2f}" for s in scores) + " |", flush=True)
