@@ -7,6 +7,7 @@ same batches (data order is a pure function of key, epoch and step) and the same
 Gumbel noise (keys folded with the step), through the same compiled programs.
 """
 
+import json
 import os
 import random
 import shutil
@@ -127,3 +128,31 @@ def test_search_survives_kills(tmp_path, tiny_bert_dir):
   records = [len((d / "search" / "history.jsonl").read_text().splitlines())
              for d in (straight, killed)]
   assert records == [3, 3]
+
+
+def test_student_training_survives_kills(tmp_path, tiny_bert_dir):
+  from adabert_jax import io_utils
+  from adabert_jax.train import checkpoints
+
+  overrides = ("--config.student.epochs=3", "--config.student.checkpoint_every_steps=4")
+  env = _env(tmp_path)
+  straight, killed = tmp_path / "straight", tmp_path / "killed"
+  _run(_args("train_student.py", straight, tiny_bert_dir, *overrides), env)
+  for stage in ("teacher", "knowledge", "search", "derive"):  # not under test here
+    shutil.copytree(straight / stage, killed / stage)
+  kills = _kill_and_restart(_args("train_student.py", killed, tiny_bert_dir, *overrides),
+                            env, str(killed / "student" / "checkpoints"), random.Random(2),
+                            str(tmp_path))
+  assert kills, "no kill landed: the run finished before any kill was sent"
+  a = io_utils.load_json(straight / "student" / "result.json")
+  b = io_utils.load_json(killed / "student" / "result.json")
+  assert a["resumed_from_step"] == 0 and b["resumed_from_step"] > 0
+  assert (a["dev"], a["best_epoch"]) == (b["dev"], b["best_epoch"])
+  for kept in ("params", "exported"):
+    _assert_trees_equal(checkpoints.restore_pytree(str(straight / "student" / kept)),
+                        checkpoints.restore_pytree(str(killed / "student" / kept)))
+  # One dev record per epoch, none lost or doubled by the kills.
+  logs = [[json.loads(line)["dev"] for line in
+           (d / "student" / "log.jsonl").read_text().splitlines()] for d in (straight, killed)]
+  assert len(logs[0]) == 3 and logs[0] == logs[1]
+  assert not (killed / "student" / "checkpoints").exists()

@@ -84,8 +84,36 @@ def test_heldout_scorer_matches_the_loss_on_one_unpadded_batch():
   assert measured["loss"] == pytest.approx(float(expected), rel=1e-4)
   accuracy = 100 * np.mean(np.asarray(outputs["logits"]).argmax(-1) == held["label"])
   assert measured["accuracy"] == pytest.approx(accuracy)
+  # Per example and in the order of `held`, though the batches were sorted by length.
+  per_example = losses.task_loss_per_example(outputs, held, loss_cfg)["task"]
+  np.testing.assert_allclose(measured["per_example"], per_example, rtol=1e-4, atol=1e-6)
   # Another architecture gives another loss: the sample reaches the compiled function.
   assert score(derive.uniform_genotype("avg_pool3", 1, CFG))["loss"] != measured["loss"]
+
+
+def test_one_se_rule_takes_the_cheapest_statistical_tie():
+  """Three candidates on 400 shared examples: 'deep' is best; 'shallow' is cheaper and worse
+  by far less than its paired standard error; 'tiny' is cheapest but clearly worse."""
+  rng = np.random.default_rng(0)
+  base = rng.exponential(0.3, size=400)  # per-example losses shared by all candidates
+  noise = rng.normal(0.0, 0.05, size=(2, 400))
+  noise -= noise.mean(1, keepdims=True)  # mean differences exactly 0.001 and 0.05
+  per_example = {"deep": base, "shallow": base + 0.001 + noise[0], "tiny": base + 0.05 + noise[1]}
+  efficiency = {"deep": 0.3, "shallow": 0.2, "tiny": 0.1}
+
+  def records():
+    return {k: {"objective": float(v.mean()), "efficiency": efficiency[k]}
+            for k, v in per_example.items()}
+
+  assert records()["shallow"]["objective"] > records()["deep"]["objective"]
+  chosen = records()
+  assert derive.one_se_choice(chosen, per_example, "deep", 1.0) == "shallow"
+  se = np.std(per_example["tiny"] - base, ddof=1) / np.sqrt(400)
+  assert chosen["tiny"]["paired_se"] == pytest.approx(se) and chosen["deep"]["paired_se"] == 0
+  # A tolerance too small for the shallow net's deficit keeps the best.
+  assert derive.one_se_choice(records(), per_example, "deep", 0.01) == "deep"
+  # Wide enough to cover 'tiny' too, the cheapest wins.
+  assert derive.one_se_choice(records(), per_example, "deep", 100.0) == "tiny"
 
 
 def test_holdout_split_is_disjoint_fixed_and_complete():
@@ -110,6 +138,10 @@ def test_measured_derive_without_holdout_fails_fast():
     derive.check_config(config)
   config.search.holdout = 100
   derive.check_config(config)
+  config.derive.tie_se = -1.0
+  with pytest.raises(UserError, match="tie_se"):
+    derive.check_config(config)
+  config.derive.tie_se = 1.0
   config.derive.method = "best"
   with pytest.raises(UserError, match="derive.method"):
     derive.check_config(config)

@@ -85,15 +85,20 @@ def test_pipeline_end_to_end_and_rerun_reuses_every_stage(tmp_path, tiny_bert_di
   assert "| baseline: random_arch |" in (run / "report.md").read_text()
   assert (run / "report.md").read_text().startswith("# AdaBERT run: rotten_tomatoes")
   assert os.path.getsize(run / "accuracy_latency.png") > 1000
-  # The tiny preset derives by measured held-out loss: the student is the measured best.
+  # The tiny preset derives by measured held-out loss with the one-SE rule: the student is
+  # the cheapest candidate within one paired standard error of the best J.
   derived = json.load(open(run / "derive" / "result.json"))
   assert derived["method"] == "measured" and derived["heldout_examples"] == 16
   # ... 16 training examples the search never saw: it trained on 15 batches of 16.
   assert json.load(open(run / "search" / "result.json"))["train_examples"] == 240
   assert results["student"]["genotype"] == derived["genotype"]
-  assert derived["evaluated"][0]["genotype"] == derived["genotype"]
+  assert derived["evaluated"][0]["genotype"] == derived["best_objective_genotype"]
   objectives = [r["objective"] for r in derived["evaluated"]]
   assert objectives == sorted(objectives) and len(objectives) > 20
+  ties = [r for r in derived["evaluated"]
+          if r["objective"] - objectives[0] <= derived["tie_se"] * r["paired_se"]]
+  chosen = next(r for r in ties if r["genotype"] == derived["genotype"])
+  assert chosen["efficiency"] == min(r["efficiency"] for r in ties)
   assert "held-out training examples" in (run / "report.md").read_text()
   assert os.path.getsize(run / "derive" / "cell.png") > 1000
   # A rerun (as after a kill between stages) redoes nothing.

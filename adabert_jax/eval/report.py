@@ -129,9 +129,21 @@ def _derive_lines(derived: dict) -> list[str]:
       f"Derived from the supernet's measured loss on {derived['heldout_examples']:,} held-out "
       f"training examples plus {derived['beta']} x L_E: held-out loss {chosen['loss']:.4f}, "
       f"accuracy {chosen['accuracy']:.2f}, L_E {chosen['efficiency']:.3f} "
-      f"({len(derived['evaluated'])} architectures measured). Alpha's rule gave "
-      f"`{json.dumps(derived['alpha_genotype'])}`. The best measured:",
+      f"({len(derived['evaluated'])} architectures measured).{_tie_sentence(derived)} "
+      f"Alpha's rule gave `{json.dumps(derived['alpha_genotype'])}`. The best measured:",
       "", format_candidates(derived), ""]
+
+
+def _tie_sentence(derived: dict) -> str:
+  if not derived.get("tie_se"):
+    return ""
+  if derived["genotype"] == derived["best_objective_genotype"]:
+    return (f" The one-SE rule ({derived['tie_se']:g} SE) kept the best J: no cheaper "
+            "candidate was within it.")
+  return (f" The one-SE rule ({derived['tie_se']:g} SE) chose the cheapest candidate within "
+          f"that many paired standard errors of the best J (paired SE "
+          f"{derived['chosen']['paired_se']:.4f}) over the best J's "
+          f"`{json.dumps(derived['best_objective_genotype'])}`.")
 
 
 def _training_line(student: dict) -> str:

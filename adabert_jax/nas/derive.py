@@ -10,6 +10,10 @@ Two rules (config.derive.method):
             Candidates: one op on every edge at every depth, and the alpha genotype; from the
             best of those, derive.passes rounds of coordinate descent (each edge in turn set
             to the best of all ops, zero removing the edge; then the best depth).
+            With derive.tie_se > 0, the one-standard-error rule (Breiman et al., 1984) then
+            trades statistical ties for speed: of the measured candidates whose J exceeds
+            the best's by at most tie_se paired standard errors (the per-example loss
+            differences on the same held-out examples), the one with the lowest L_E wins.
 
 Why "measured" exists: on a CPU-length search the first-order straight-through gradient to
 alpha drifts to parameter-free ops even with beta = 0, while the supernet's weights, scored
@@ -62,15 +66,19 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       raise UserError("--config.derive.method=measured scores architectures on training "
                       "examples kept out of the search: set --config.search.holdout (e.g. "
                       "2000; the search then reruns), or use --config.derive.method=alpha.")
-    if cfg.beta < 0 or cfg.passes < 0 or cfg.batch_size <= 0:
-      raise UserError("--config.derive.beta and .passes must be >= 0 and .batch_size > 0, "
-                      f"got {cfg.beta}, {cfg.passes}, {cfg.batch_size}.")
+    if cfg.beta < 0 or cfg.passes < 0 or cfg.tie_se < 0 or cfg.batch_size <= 0:
+      raise UserError("--config.derive.beta, .passes and .tie_se must be >= 0 and "
+                      f".batch_size > 0, got {cfg.beta}, {cfg.passes}, {cfg.tie_se}, "
+                      f"{cfg.batch_size}.")
 
 
 def stage_fingerprint(config: ml_collections.ConfigDict, search_result: dict) -> dict:
-  # The other derive fields do not change an alpha genotype.
+  # The other derive fields do not change an alpha genotype; tie_se = 0 (off) is left out so
+  # measured derives made before it existed are still reused.
   fields = (config.derive.to_dict() if config.derive.method == "measured"
             else {"method": config.derive.method})
+  if not fields.get("tie_se", 1):
+    del fields["tie_se"]
   return {"derive": fields, "search": search_result["fingerprint"]}
 
 
@@ -138,37 +146,39 @@ def _ops_summary(geno: genotype_lib.Genotype) -> str:
 
 
 @functools.cache
-def _jitted_heldout_sums(cfg: supernet.SupernetConfig, loss_cfg: losses.LossConfig):
-  """(sum of the task loss, number of correct predictions) over a padded batch; the sample
-  is an argument, so every candidate runs the same compiled function per batch length."""
+def _jitted_heldout_losses(cfg: supernet.SupernetConfig, loss_cfg: losses.LossConfig):
+  """(task loss [B], correct [B]) per example of a batch; the sample is an argument, so every
+  candidate runs the same compiled function per batch length."""
 
-  def sums(params, emb, batch, sample):
+  def per_example(params, emb, batch, sample):
     outputs = supernet.supernet_apply(params, emb, batch, sample, cfg, train=False)
-    weight = batch["weight"]
-    _, terms = losses.adabert_loss(outputs, batch, sample, jnp.zeros(ops.NUM_OPS), loss_cfg)
-    n_real = jnp.sum(weight)
-    correct = jnp.sum((jnp.argmax(outputs["logits"], -1) == batch["label"]) * weight)
-    return terms["total"] * n_real, correct
+    task_B = losses.task_loss_per_example(outputs, batch, loss_cfg)["task"]
+    return task_B, jnp.argmax(outputs["logits"], -1) == batch["label"]
 
-  return jax.jit(sums)
+  return jax.jit(per_example)
 
 
 def heldout_scorer(params, emb_tables, held: dict[str, np.ndarray],
                    cfg: supernet.SupernetConfig, loss_cfg: losses.LossConfig,
                    batch_size: int, max_len: int) -> Callable[[genotype_lib.Genotype], dict]:
-  """genotype -> {"loss", "accuracy"} of the supernet on the held-out examples."""
-  task_loss_cfg = dataclasses.replace(loss_cfg, beta=0.0)
-  fn = _jitted_heldout_sums(cfg, task_loss_cfg)
+  """genotype -> {"loss", "accuracy", "per_example"} of the supernet on the held-out
+  examples; per_example [n] is each example's task loss, in the order of `held`."""
+  fn = _jitted_heldout_losses(cfg, loss_cfg)
   mesh = sharding.make_mesh(1)
-  batches = [sharding.shard_batch(b, mesh) for _, b in
+  batches = [(idx, sharding.shard_batch(b, mesh)) for idx, b in
              batching.length_sorted_eval_batches(held, batch_size, max_len)]
   n = len(held["label"])
 
   def score(geno):
     sample = genotype_lib.genotype_to_onehots(geno, cfg)
-    totals = [fn(params, emb_tables, b, sample) for b in batches]
-    loss_sum, correct = (float(sum(np.asarray(t[i]) for t in totals)) for i in range(2))
-    return {"loss": loss_sum / n, "accuracy": 100.0 * correct / n}
+    loss_n, correct_n = np.zeros(n), np.zeros(n, bool)
+    for idx, batch in batches:
+      task_B, correct_B = fn(params, emb_tables, batch, sample)
+      # Padding rows come last in a batch; idx covers the real ones.
+      loss_n[idx] = np.asarray(task_B)[:len(idx)]
+      correct_n[idx] = np.asarray(correct_B)[:len(idx)]
+    return {"loss": float(loss_n.mean()), "accuracy": 100.0 * float(correct_n.mean()),
+            "per_example": loss_n}
 
   return score
 
@@ -181,21 +191,41 @@ def efficiency_of(geno: genotype_lib.Genotype, cfg: supernet.SupernetConfig,
   return float(losses.efficiency_loss(sample, op_costs_O))
 
 
+def one_se_choice(records: dict[str, dict], per_example: dict[str, np.ndarray],
+                  best_key: str, se_multiple: float) -> str:
+  """The one-standard-error rule: of the records (key -> {"objective", "efficiency"}) whose
+  objective exceeds the best's by at most se_multiple paired standard errors, the key of
+  the cheapest (lowest efficiency; then lowest objective). Adds "paired_se" (the standard
+  error of the mean per-example loss difference to the best) to every record."""
+  best_loss = per_example[best_key]
+  ties = []
+  for key, record in records.items():
+    diff = per_example[key] - best_loss
+    record["paired_se"] = float(np.std(diff, ddof=1) / np.sqrt(len(diff))) if key != best_key \
+        else 0.0
+    if record["objective"] - records[best_key]["objective"] <= se_multiple * record["paired_se"]:
+      ties.append(key)
+  return min(ties, key=lambda k: (records[k]["efficiency"], records[k]["objective"]))
+
+
 def measured_derive(config: ml_collections.ConfigDict, params, emb_tables,
                     held: dict[str, np.ndarray], alpha_genotype: genotype_lib.Genotype,
                     setup, log: Callable[[str], None] = print
-                    ) -> tuple[genotype_lib.Genotype, list[dict]]:
-  """(the genotype minimising J, every evaluated candidate sorted by J)."""
+                    ) -> tuple[genotype_lib.Genotype, genotype_lib.Genotype, list[dict]]:
+  """(the chosen genotype, the genotype minimising J, every evaluated candidate sorted by J).
+  The two differ only when derive.tie_se > 0 finds a cheaper statistical tie."""
   cfg = setup.supernet
   op_costs = costs.op_cost_table(cfg.hidden, config.data.max_len).normalised
   score = heldout_scorer(params, emb_tables, held, cfg, setup.loss, config.derive.batch_size,
                          config.data.max_len)
   evaluated: dict[str, dict] = {}
+  per_example: dict[str, np.ndarray] = {}
 
   def objective(geno):
     key = genotype_key(geno)
     if key not in evaluated:
       measured = score(geno)
+      per_example[key] = measured.pop("per_example")
       efficiency = efficiency_of(geno, cfg, op_costs)
       evaluated[key] = {"genotype": json.loads(key), **measured, "efficiency": efficiency,
                         "objective": measured["loss"] + config.derive.beta * efficiency}
@@ -207,7 +237,17 @@ def measured_derive(config: ml_collections.ConfigDict, params, emb_tables,
             for name in ops.OP_NAMES if name != "zero"
             for depth in range(1, cfg.k_max + 1)] + [alpha_genotype]
   best = coordinate_descent(objective, starts, cfg, config.derive.passes, log)
-  return best, sorted(evaluated.values(), key=lambda r: r["objective"])
+  chosen = best
+  if config.derive.tie_se > 0:
+    chosen_key = one_se_choice(evaluated, per_example, genotype_key(best),
+                               config.derive.tie_se)
+    chosen = genotype_lib.Genotype.from_json(chosen_key)
+    record = evaluated[chosen_key]
+    log(f"one-SE rule ({config.derive.tie_se:g} SE): K={chosen.depth}, {_ops_summary(chosen)}, "
+        f"J={record['objective']:.4f} (+{record['objective'] - objective(best):.4f}, "
+        f"SE {record['paired_se']:.4f}), L_E {record['efficiency']:.3f} "
+        f"(best J's: {evaluated[genotype_key(best)]['efficiency']:.3f})")
+  return chosen, best, sorted(evaluated.values(), key=lambda r: r["objective"])
 
 
 def run_derive(config: ml_collections.ConfigDict, task: Task,
@@ -231,11 +271,15 @@ def run_derive(config: ml_collections.ConfigDict, task: Task,
                                                      "final_params"))
     _, held = search.search_and_holdout(config, splits, knowledge)
     emb = {k: jnp.asarray(v) for k, v in emb_tables.items()}
-    geno, evaluated = measured_derive(config, params, emb, held, alpha_genotype, setup, log)
+    geno, best, evaluated = measured_derive(config, params, emb, held, alpha_genotype,
+                                            setup, log)
     chosen = next(r for r in evaluated if r["genotype"] == json.loads(geno.to_json()))
-    result.update(beta=config.derive.beta, heldout_examples=len(held["label"]),
+    result.update(beta=config.derive.beta, tie_se=config.derive.tie_se,
+                  heldout_examples=len(held["label"]),
                   chosen={k: chosen[k] for k in ("loss", "accuracy", "efficiency",
-                                                 "objective")},
+                                                 "objective") + (("paired_se",)
+                                                 if "paired_se" in chosen else ())},
+                  best_objective_genotype=json.loads(best.to_json()),
                   evaluated=evaluated)
   geno.save(os.path.join(out_dir, "genotype.json"))
   plots.plot_cell(geno.ops, geno.num_nodes, geno.depth, os.path.join(out_dir, "cell.png"),
@@ -247,9 +291,13 @@ def run_derive(config: ml_collections.ConfigDict, task: Task,
 
 def format_candidates(result: dict, top: int = 10) -> str:
   """Markdown: the best measured candidates."""
-  lines = ["| K | ops | held-out loss | held-out acc | L_E | J |", "|---|---|---|---|---|---|"]
+  with_se = bool(result.get("tie_se"))
+  lines = ["| K | ops | held-out loss | held-out acc | L_E | J |" + (" paired SE |" if with_se
+                                                                   else ""),
+           "|---|---|---|---|---|---|" + ("---|" if with_se else "")]
   for r in result.get("evaluated", [])[:top]:
     geno = genotype_lib.Genotype.from_json(json.dumps(r["genotype"]))
     lines.append(f"| {geno.depth} | {_ops_summary(geno)} | {r['loss']:.4f} | "
-                 f"{r['accuracy']:.2f} | {r['efficiency']:.3f} | {r['objective']:.4f} |")
+                 f"{r['accuracy']:.2f} | {r['efficiency']:.3f} | {r['objective']:.4f} |"
+                 + (f" {r['paired_se']:.4f} |" if with_se else ""))
   return "\n".join(lines)

@@ -122,14 +122,13 @@ def _weighted_mean(x_B: jax.Array, weight_B: jax.Array | None) -> jax.Array:
   return jnp.sum(x_B * weight_B) / jnp.maximum(jnp.sum(weight_B), 1e-9)
 
 
-def adabert_loss(outputs: dict[str, jax.Array], batch: dict[str, Any],
-                 sample: dict[str, jax.Array], op_costs_O: Any,
-                 cfg: LossConfig = LossConfig()) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """The search loss. Returns (total, {ce, kd, kd_layers, kd_final, efficiency, total}).
+def task_loss_per_example(outputs: dict[str, jax.Array], batch: dict[str, Any],
+                          cfg: LossConfig = LossConfig()) -> dict[str, jax.Array]:
+  """The per-example terms of the search loss: {ce, kd, kd_layers, kd_final, task} [B], where
+  task = (1 - gamma) CE + gamma KD (everything but the efficiency term).
 
   outputs: from supernet_apply (logits [B, C], layer_logits [B, k_max, C], depth_weights).
-  batch: label [B] int, teacher_logits [B, C], probe_logits [B, Lt + 1, C], weight [B] opt.
-  sample: the architecture sample (for the efficiency term). op_costs_O: normalised op costs.
+  batch: label [B] int, teacher_logits [B, C], probe_logits [B, Lt + 1, C].
   """
   logits_BC, layer_logits_BKC = outputs["logits"], outputs["layer_logits"]
   batch_size, num_classes = logits_BC.shape
@@ -137,9 +136,6 @@ def adabert_loss(outputs: dict[str, jax.Array], batch: dict[str, Any],
   chex.assert_shape(labels_B, (batch_size,))
   chex.assert_shape(batch["teacher_logits"], (batch_size, num_classes))
   chex.assert_shape(batch["probe_logits"], (batch_size, None, num_classes))
-  weight_B = batch.get("weight")
-  if weight_B is not None:
-    chex.assert_shape(weight_B, (batch_size,))
 
   ce_B = cross_entropy(logits_BC, labels_B)
   layer_kd_BK = layer_kd_per_depth(layer_logits_BKC, batch["probe_logits"], labels_B,
@@ -147,14 +143,25 @@ def adabert_loss(outputs: dict[str, jax.Array], batch: dict[str, Any],
   kd_layers_B = layer_kd_BK @ outputs["depth_weights"]
   kd_final_B = kl_divergence(batch["teacher_logits"], logits_BC, cfg.temperature)
   kd_B = (1.0 - cfg.final_kd_weight) * kd_layers_B + cfg.final_kd_weight * kd_final_B
+  return {"ce": ce_B, "kd": kd_B, "kd_layers": kd_layers_B, "kd_final": kd_final_B,
+          "task": (1.0 - cfg.gamma) * ce_B + cfg.gamma * kd_B}
 
-  terms = {
-      "ce": _weighted_mean(ce_B, weight_B),
-      "kd": _weighted_mean(kd_B, weight_B),
-      "kd_layers": _weighted_mean(kd_layers_B, weight_B),
-      "kd_final": _weighted_mean(kd_final_B, weight_B),
-      "efficiency": efficiency_loss(sample, op_costs_O),
-  }
+
+def adabert_loss(outputs: dict[str, jax.Array], batch: dict[str, Any],
+                 sample: dict[str, jax.Array], op_costs_O: Any,
+                 cfg: LossConfig = LossConfig()) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """The search loss. Returns (total, {ce, kd, kd_layers, kd_final, efficiency, total}).
+
+  outputs, batch: as for task_loss_per_example; batch may hold weight [B] (0 for padding).
+  sample: the architecture sample (for the efficiency term). op_costs_O: normalised op costs.
+  """
+  per_example = task_loss_per_example(outputs, batch, cfg)
+  weight_B = batch.get("weight")
+  if weight_B is not None:
+    chex.assert_shape(weight_B, (outputs["logits"].shape[0],))
+  terms = {name: _weighted_mean(per_example[name], weight_B)
+           for name in ("ce", "kd", "kd_layers", "kd_final")}
+  terms["efficiency"] = efficiency_loss(sample, op_costs_O)
   terms["total"] = ((1.0 - cfg.gamma) * terms["ce"] + cfg.gamma * terms["kd"]
                     + cfg.beta * terms["efficiency"])
   chex.assert_shape(list(terms.values()), ())

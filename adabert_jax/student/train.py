@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import time
 from typing import Any
 
@@ -96,30 +97,55 @@ def train_student(config: ml_collections.ConfigDict, task: Task, geno: Genotype,
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, terms
 
-  log = progress.MetricsLog(os.path.join(out_dir, "log.jsonl"))
   key = jax.random.key(config.seed + 7)
   data_key, dropout_key = jax.random.split(key)
+  # A killed run resumes from its newest training state: the log is cut back to that step
+  # and the best epoch so far is read from it (its weights are in params/ already).
+  ring = checkpoints.CheckpointRing(os.path.join(out_dir, "checkpoints"),
+                                    keep=cfg.keep_checkpoints)
+  step = 0
+  restored = ring.restore_latest({"params": params, "opt_state": opt_state})
+  if restored is not None:
+    step, state = restored
+    params, opt_state = (sharding.replicate(state[k], mesh) for k in ("params", "opt_state"))
+  log_path = os.path.join(out_dir, "log.jsonl")
+  records = progress.records_up_to_step(log_path, step)
+  io_utils.save_text_atomic(log_path, "".join(json.dumps(r) + "\n" for r in records))
+  log = progress.MetricsLog(log_path)
   best = {"score": -np.inf, "dev": None, "epoch": -1}
+  for record in records:
+    if record["dev"]["score"] > best["score"]:
+      best = {"score": record["dev"]["score"], "dev": record["dev"], "epoch": record["epoch"]}
   before = evaluate(params, geno, task, dev, emb, cfg.batch_size, mesh) if cfg.epochs == 0 \
       else None
-  start = time.time()
+  start, start_step = time.time(), step
   bar = progress.progress(total_steps * cfg.batch_size, f"{name} {task.name}")
-  step = 0
-  for epoch in range(cfg.epochs):
+  bar.update(step * cfg.batch_size)
+  if step:
+    bar.write(f"resumed the {name} at step {step} from {ring.directory}")
+  while step < total_steps and cfg.epochs:
+    epoch, in_epoch = divmod(step, steps_per_epoch)
     for batch in batching.epoch_batches(train, cfg.batch_size, data_key, epoch,
-                                        config.data.max_len, bucket=cfg.bucket_lengths):
+                                        config.data.max_len, bucket=cfg.bucket_lengths,
+                                        start_step=in_epoch):
       params, opt_state, terms = step_fn(params, opt_state, sharding.shard_batch(batch, mesh),
                                          jax.random.fold_in(dropout_key, step))
       step += 1
       bar.update(cfg.batch_size)
+      if step % cfg.checkpoint_every_steps == 0 and step % steps_per_epoch:
+        ring.save(step, {"params": params, "opt_state": opt_state})
     terms = {k: float(v) for k, v in jax.device_get(terms).items()}
     dev_metrics = evaluate(params, geno, task, dev, emb, cfg.batch_size, mesh)
-    log.write(epoch=epoch, step=step, loss=terms, dev=dev_metrics)
     bar.set_postfix(loss=f"{terms['total']:.3f}", dev=f"{dev_metrics['score']:.2f}")
+    # Best weights, then the record, then the state: a kill between any two resumes from
+    # an earlier state and redoes the epoch, which gives the same weights again.
     if dev_metrics["score"] > best["score"]:
       best = {"score": dev_metrics["score"], "dev": dev_metrics, "epoch": epoch}
       checkpoints.save_pytree(os.path.join(out_dir, "params"), params)
+    log.write(epoch=epoch, step=step, loss=terms, dev=dev_metrics)
+    ring.save(step, {"params": params, "opt_state": opt_state})
   bar.close()
+  ring.close()
   if cfg.epochs == 0:  # inherit-only: the searched weights as they are
     best = {"score": before["score"], "dev": before, "epoch": -1}
     checkpoints.save_pytree(os.path.join(out_dir, "params"), params)
@@ -131,8 +157,10 @@ def train_student(config: ml_collections.ConfigDict, task: Task, geno: Genotype,
             "train_examples": batching.num_examples(train),
             "params_exported": model_param_count(exported),
             "params_training": model_param_count(best_params),
-            "wall_time_s": round(time.time() - start, 1)}
+            "wall_time_s": round(time.time() - start, 1), "resumed_from_step": start_step}
   io_utils.save_json_atomic(os.path.join(out_dir, "result.json"), result)
+  # The training states only served a resume; the student is done.
+  shutil.rmtree(ring.directory, ignore_errors=True)
   return result
 
 

@@ -34,15 +34,12 @@ def teacher_dir(workdir: str) -> str:
 
 
 # Settings that change how often state is saved, not what is learnt: outside the fingerprint.
-_OPERATIONAL_KEYS = ("checkpoint_every_steps", "keep_checkpoints")
-
-
 def stage_fingerprint(config: ml_collections.ConfigDict, task: Task) -> dict:
   """What the fine-tuned teacher depends on; a result with another one is stale."""
   # Where the data lives (cache, GLUE folder path) is not what it is: left out.
   data = {k: v for k, v in config.data.to_dict().items()
           if k not in ("cache_dir", "glue_dir", "tfds_data_dir")}
-  teacher = {k: v for k, v in config.teacher.to_dict().items() if k not in _OPERATIONAL_KEYS}
+  teacher = {k: v for k, v in config.teacher.to_dict().items() if k not in checkpoints.OPERATIONAL_KEYS}
   return {"task": task.name, "teacher": teacher, "data": data, "seed": config.seed}
 
 

@@ -52,6 +52,11 @@ def _write_failed(path: str, error: OSError) -> UserError:
       "use another --workdir), then rerun the same command to resume.")
 
 
+# Config fields that say how often training state is kept, not what is trained: stage
+# fingerprints leave them out, so changing them never invalidates a finished stage.
+OPERATIONAL_KEYS = ("checkpoint_every_steps", "keep_checkpoints")
+
+
 def save_pytree(path: str, tree: Any) -> None:
   """Saves `tree` at `path`, replacing what was there only once the new one is complete."""
   path = os.path.abspath(path)
