@@ -73,6 +73,22 @@ def _kill_and_restart(args, env, ring_dir, rng, log_dir):
   return kills
 
 
+def _straight_and_killed(tmp_path, tiny_bert_dir, script, stage, overrides, reused, seed):
+  """Runs `script` straight through in tmp_path/straight, then in tmp_path/killed (with the
+  earlier stages `reused` copied over: they are not under test) killed and restarted until it
+  finishes. Returns the two run folders."""
+  env = _env(tmp_path)
+  straight, killed = tmp_path / "straight", tmp_path / "killed"
+  _run(_args(script, straight, tiny_bert_dir, *overrides), env)
+  for earlier in reused:
+    shutil.copytree(straight / earlier, killed / earlier)
+  kills = _kill_and_restart(_args(script, killed, tiny_bert_dir, *overrides), env,
+                            str(killed / stage / "checkpoints"), random.Random(seed),
+                            str(tmp_path))
+  assert kills, "no kill landed: the run finished before any kill was sent"
+  return straight, killed
+
+
 def _assert_trees_equal(a, b):
   import jax
 
@@ -87,14 +103,9 @@ def test_teacher_finetune_survives_kills(tmp_path, tiny_bert_dir):
   from adabert_jax import io_utils
   from adabert_jax.train import checkpoints
 
-  overrides = ("--config.teacher.epochs=3", "--config.teacher.checkpoint_every_steps=3")
-  env = _env(tmp_path)
-  straight, killed = tmp_path / "straight", tmp_path / "killed"
-  _run(_args("finetune_teacher.py", straight, tiny_bert_dir, *overrides), env)
-  kills = _kill_and_restart(_args("finetune_teacher.py", killed, tiny_bert_dir, *overrides),
-                            env, str(killed / "teacher" / "checkpoints"), random.Random(0),
-                            str(tmp_path))
-  assert kills, "no kill landed: the run finished before any kill was sent"
+  straight, killed = _straight_and_killed(
+      tmp_path, tiny_bert_dir, "finetune_teacher.py", "teacher",
+      ("--config.teacher.epochs=3", "--config.teacher.checkpoint_every_steps=3"), (), seed=0)
   a = io_utils.load_json(straight / "teacher" / "result.json")
   b = io_utils.load_json(killed / "teacher" / "result.json")
   assert b["resumed_from_step"] > 0
@@ -109,17 +120,10 @@ def test_teacher_finetune_survives_kills(tmp_path, tiny_bert_dir):
 def test_search_survives_kills(tmp_path, tiny_bert_dir):
   from adabert_jax.train import checkpoints
 
-  overrides = ("--config.search.epochs=3", "--config.search.checkpoint_every_steps=4")
-  env = _env(tmp_path)
-  straight, killed = tmp_path / "straight", tmp_path / "killed"
-  _run(_args("search.py", straight, tiny_bert_dir, *overrides), env)
-  # The killed run reuses the teacher and knowledge (the earlier stages are not under test).
-  for stage in ("teacher", "knowledge"):
-    shutil.copytree(straight / stage, killed / stage)
-  kills = _kill_and_restart(_args("search.py", killed, tiny_bert_dir, *overrides), env,
-                            str(killed / "search" / "checkpoints"), random.Random(1),
-                            str(tmp_path))
-  assert kills, "no kill landed: the run finished before any kill was sent"
+  straight, killed = _straight_and_killed(
+      tmp_path, tiny_bert_dir, "search.py", "search",
+      ("--config.search.epochs=3", "--config.search.checkpoint_every_steps=4"),
+      ("teacher", "knowledge"), seed=1)
   assert (straight / "search" / "genotype.json").read_text() == (
       killed / "search" / "genotype.json").read_text()
   _assert_trees_equal(checkpoints.restore_pytree(str(straight / "search" / "final_params")),
@@ -134,16 +138,10 @@ def test_student_training_survives_kills(tmp_path, tiny_bert_dir):
   from adabert_jax import io_utils
   from adabert_jax.train import checkpoints
 
-  overrides = ("--config.student.epochs=3", "--config.student.checkpoint_every_steps=4")
-  env = _env(tmp_path)
-  straight, killed = tmp_path / "straight", tmp_path / "killed"
-  _run(_args("train_student.py", straight, tiny_bert_dir, *overrides), env)
-  for stage in ("teacher", "knowledge", "search", "derive"):  # not under test here
-    shutil.copytree(straight / stage, killed / stage)
-  kills = _kill_and_restart(_args("train_student.py", killed, tiny_bert_dir, *overrides),
-                            env, str(killed / "student" / "checkpoints"), random.Random(2),
-                            str(tmp_path))
-  assert kills, "no kill landed: the run finished before any kill was sent"
+  straight, killed = _straight_and_killed(
+      tmp_path, tiny_bert_dir, "train_student.py", "student",
+      ("--config.student.epochs=3", "--config.student.checkpoint_every_steps=4"),
+      ("teacher", "knowledge", "search", "derive"), seed=2)
   a = io_utils.load_json(straight / "student" / "result.json")
   b = io_utils.load_json(killed / "student" / "result.json")
   assert a["resumed_from_step"] == 0 and b["resumed_from_step"] > 0
