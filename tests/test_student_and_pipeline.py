@@ -9,6 +9,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from adabert_jax.nas import genotype as genotype_lib, supernet, testing
 from adabert_jax.student import model
@@ -101,6 +102,18 @@ def test_pipeline_end_to_end_and_rerun_reuses_every_stage(tmp_path, tiny_bert_di
   assert chosen["efficiency"] == min(r["efficiency"] for r in ties)
   assert "held-out training examples" in (run / "report.md").read_text()
   assert os.path.getsize(run / "derive" / "cell.png") > 1000
+  # The paired comparison reproduces every model's recorded dev accuracy.
+  compared = subprocess.run(
+      [sys.executable, os.path.join(REPO_ROOT, "experiments", "compare.py"), *args[2:5],
+       "--models=student,plain_cnn,teacher"], capture_output=True, text=True, env=env,
+      timeout=900)
+  assert compared.returncode == 0, compared.stderr[-3000:]
+  comparison = json.load(open(run / "comparison.json"))["comparisons"]
+  assert set(comparison) == {"plain_cnn", "teacher"}
+  assert comparison["teacher"]["accuracy_b"] == pytest.approx(
+      results["teacher"]["dev"]["accuracy"])
+  assert comparison["plain_cnn"]["accuracy_a"] == pytest.approx(
+      results["student"]["dev"]["accuracy"])
   # A rerun (as after a kill between stages) redoes nothing.
   second = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
   assert second.returncode == 0, second.stderr[-3000:]

@@ -138,11 +138,15 @@ def _tie_sentence(derived: dict) -> str:
   if not derived.get("tie_se"):
     return ""
   if derived["genotype"] == derived["best_objective_genotype"]:
-    return (f" The one-SE rule ({derived['tie_se']:g} SE) kept the best J: no cheaper "
-            "candidate was within it.")
-  return (f" The one-SE rule ({derived['tie_se']:g} SE) chose the cheapest candidate within "
-          f"that many paired standard errors of the best J (paired SE "
-          f"{derived['chosen']['paired_se']:.4f}) over the best J's "
+    return (f" No cheaper candidate was within {derived['tie_se']:g} paired standard errors "
+            "of the best J (the one-SE rule), so the best J was kept.")
+  best = next(r for r in derived["evaluated"]
+              if r["genotype"] == derived["best_objective_genotype"])
+  chosen = derived["chosen"]
+  return (f" The one-SE rule took this genotype, the cheapest within {derived['tie_se']:g} "
+          f"paired standard errors of the best J (J +{chosen['objective'] - best['objective']:.4f}"
+          f", paired SE {chosen['paired_se']:.4f}, L_E {chosen['efficiency']:.3f} against "
+          f"{best['efficiency']:.3f}), over the best-J genotype "
           f"`{json.dumps(derived['best_objective_genotype'])}`.")
 
 

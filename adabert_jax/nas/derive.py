@@ -299,5 +299,6 @@ def format_candidates(result: dict, top: int = 10) -> str:
     geno = genotype_lib.Genotype.from_json(json.dumps(r["genotype"]))
     lines.append(f"| {geno.depth} | {_ops_summary(geno)} | {r['loss']:.4f} | "
                  f"{r['accuracy']:.2f} | {r['efficiency']:.3f} | {r['objective']:.4f} |"
-                 + (f" {r['paired_se']:.4f} |" if with_se else ""))
+                 + ((" - |" if r["genotype"] == result["best_objective_genotype"]
+                     else f" {r['paired_se']:.4f} |") if with_se else ""))
   return "\n".join(lines)

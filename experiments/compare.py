@@ -1,0 +1,80 @@
+"""Are the differences between trained models real? Each model against the first on the
+task's dev split, paired on the same examples: accuracy difference with a bootstrap 95%
+interval and McNemar's exact p-value (adabert_jax/eval/compare.py). Writes
+<workdir>/comparison.json.
+
+  python experiments/compare.py --task=sst2 --glue_dir=../shared/glue --workdir=runs/sst2_se \
+      --config=experiments/configs/default.py:cpu \
+      --models=student,random_arch,plain_cnn,teacher,runs/sst2_cpu:student
+
+A model is `teacher`, the name of a student folder of --workdir (student, random_arch, ...),
+or RUNDIR:name for one of another run on the same task data.
+"""
+
+import os
+
+import numpy as np
+from absl import flags
+
+from adabert_jax import cli, io_utils, stages
+from adabert_jax.data import pipeline as data_pipeline
+from adabert_jax.errors import UserError
+from adabert_jax.eval import compare
+from adabert_jax.student import train as student_train
+from adabert_jax.teacher import finetune
+from adabert_jax.train import sharding
+
+flags.DEFINE_list("models", "student,random_arch,plain_cnn,teacher",
+                  "The models to compare, the first being the reference.")
+_CONFIG = cli.define_config_flag(cli.default_config("paper"))
+
+
+def predictions(spec: str, workdir: str, config, task, arrays, mesh) -> np.ndarray:
+  """Class ids predicted on `arrays` by the model `spec` names; checks they reproduce the
+  dev score the model's run recorded (else it was evaluated on other data)."""
+  run_dir, name = spec.rsplit(":", 1) if ":" in spec else (workdir, spec)
+  if name == "teacher":
+    path = os.path.join(finetune.teacher_dir(run_dir), finetune.RESULT_FILE)
+    if not os.path.isfile(path):
+      raise UserError(f"--models={spec}: no fine-tuned teacher in {run_dir}.")
+    teacher, params, result = finetune.load_finetuned(run_dir, config.teacher.checkpoint)
+    pred = finetune.predict_logits(teacher, params, arrays, 64, config.data.max_len,
+                                   mesh).argmax(-1)
+  else:
+    if not os.path.isfile(os.path.join(stages.student_dir(run_dir, name), "result.json")):
+      raise UserError(f"--models={spec}: no trained model {name!r} in {run_dir}.")
+    geno, params, result = stages.load_student(run_dir, name)
+    pred = student_train.predict(params, geno, arrays, None, 64, mesh)
+  recorded = result["dev"]["accuracy"]
+  accuracy = 100.0 * float(np.mean(pred == arrays["label"]))
+  # Up to one example may flip between batchings (float rounding at a tie); more cannot.
+  if abs(accuracy - recorded) > 100.0 / len(pred) + 1e-9:
+    raise UserError(f"--models={spec} scores {accuracy:.2f} on this dev split, but its run "
+                    f"recorded {recorded:.2f}: it was evaluated on other data (another "
+                    "task, max_len or vocabulary). Pass the --config its run used.")
+  return pred
+
+
+def main(argv):
+  del argv
+  config = cli.config_with_flags(_CONFIG.value)
+  workdir, specs = cli.require_workdir(), flags.FLAGS.models
+  if len(specs) < 2:
+    raise UserError("--models needs at least two models: the reference, then the others.")
+  task, splits, _ = data_pipeline.load_task_data(config)
+  dev = splits[task.main_dev_split]
+  mesh = sharding.make_mesh(1)
+  correct = {s: predictions(s, workdir, config, task, dev, mesh) == dev["label"]
+             for s in specs}
+  reference = specs[0]
+  rows = [(s, compare.paired_comparison(correct[reference], correct[s])) for s in specs[1:]]
+  io_utils.save_json_atomic(os.path.join(workdir, "comparison.json"),
+                            {"task": task.name, "split": task.main_dev_split,
+                             "reference": reference, "comparisons": dict(rows)})
+  print(f"{task.name} {task.main_dev_split}: {reference} "
+        f"{100 * correct[reference].mean():.2f}")
+  print(compare.format_comparisons(reference, rows))
+
+
+if __name__ == "__main__":
+  cli.run(main)
