@@ -152,8 +152,8 @@ def train_student(config: ml_collections.ConfigDict, task: Task, geno: Genotype,
   best_params = checkpoints.restore_pytree(os.path.join(out_dir, "params"))
   exported = model.export(best_params, emb_tables)
   checkpoints.save_pytree(os.path.join(out_dir, "exported"), exported)
-  result = {"name": name, "task": task.name, "genotype": json.loads(geno.to_json()), "dev": best["dev"],
-            "best_epoch": best["epoch"], "epochs": cfg.epochs,
+  result = {"name": name, "task": task.name, "genotype": json.loads(geno.to_json()),
+            "dev": best["dev"], "best_epoch": best["epoch"], "epochs": cfg.epochs,
             "train_examples": batching.num_examples(train),
             "params_exported": model_param_count(exported),
             "params_training": model_param_count(best_params),
