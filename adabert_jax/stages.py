@@ -279,6 +279,28 @@ def load_student(workdir: str, name: str = "student"):
   return geno, checkpoints.restore_pytree(os.path.join(sdir, "exported")), result
 
 
+def dev_comparisons(task, splits, knowledge, workdir, baseline_names=()) -> dict[str, dict]:
+  """The student against the teacher and each baseline, paired on the main dev split's
+  examples (eval/compare.py); the teacher's predictions are its precomputed dev logits."""
+  from adabert_jax.eval import compare
+  from adabert_jax.student import train as student_train
+  from adabert_jax.train import sharding
+
+  dev = splits[task.main_dev_split]
+  mesh = sharding.make_mesh(1)
+
+  def correct_of(name):
+    geno, params, _ = load_student(workdir, name)
+    return student_train.predict(params, geno, dev, None, 64, mesh) == dev["label"]
+
+  student = correct_of("student")
+  teacher_logits = knowledge["knowledge"][task.main_dev_split]["teacher_logits"]
+  others = {"teacher": teacher_logits.argmax(-1) == dev["label"],
+            **{name: correct_of(name) for name in baseline_names}}
+  return {name: compare.paired_comparison(student, correct)
+          for name, correct in others.items()}
+
+
 def ensure_benchmark(config, task, workdir, teacher_result, student_result,
                      overwrite=False) -> dict:
   """Student, teacher and BERT-base timed in one run (see eval/benchmark.py)."""

@@ -69,8 +69,9 @@ def main(argv):
   bench = stages.ensure_benchmark(config, task, workdir, teacher, student, overwrite)
   if stop_after == "benchmark":
     return
+  comparisons = stages.dev_comparisons(task, splits, knowledge, workdir, list(baselines or {}))
   results = report.build_report(task, workdir, teacher, knowledge["summary"], search,
-                                derived, student, bench, baselines)
+                                derived, student, bench, baselines, comparisons)
   print()
   print(report.results_table(task, results, bench))
   print(f"\nreport: {workdir}/report.md ({time.time() - start:.0f} s)")

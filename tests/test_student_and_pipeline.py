@@ -84,6 +84,18 @@ def test_pipeline_end_to_end_and_rerun_reuses_every_stage(tmp_path, tiny_bert_di
   assert results["baselines"]["plain_cnn"]["genotype"]["depth"] == (
       results["student"]["genotype"]["depth"])
   assert "| baseline: random_arch |" in (run / "report.md").read_text()
+  # The report pairs the student with the teacher and each baseline on the dev examples.
+  comparisons = results["comparisons"]
+  assert set(comparisons) == {"teacher", "student_scratch", "random_arch", "plain_cnn"}
+  dev_n = results["student"]["dev"]["num_examples"]
+  assert comparisons["plain_cnn"]["accuracy_a"] == pytest.approx(
+      results["student"]["dev"]["accuracy"])
+  assert comparisons["plain_cnn"]["accuracy_b"] == pytest.approx(
+      results["baselines"]["plain_cnn"]["dev"]["accuracy"])
+  # (the teacher's from its precomputed logits: at most one example flips with batching)
+  assert abs(comparisons["teacher"]["accuracy_b"] - results["teacher"]["dev"]["accuracy"]) \
+      <= 100 / dev_n + 1e-9
+  assert "## Are the differences real?" in (run / "report.md").read_text()
   assert (run / "report.md").read_text().startswith("# AdaBERT run: rotten_tomatoes")
   assert os.path.getsize(run / "accuracy_latency.png") > 1000
   # The tiny preset derives by measured held-out loss with the one-SE rule: the student is

@@ -12,8 +12,10 @@ from adabert_jax.eval import plots
 
 def build_report(task: Task, workdir: str, teacher: dict, knowledge_summary: dict,
                  search: dict, derived: dict, student: dict, bench: dict,
-                 baselines: dict[str, dict] | None = None) -> dict:
-  """Writes <workdir>/results.json, report.md and accuracy_latency.png; returns results."""
+                 baselines: dict[str, dict] | None = None,
+                 comparisons: dict[str, dict] | None = None) -> dict:
+  """Writes <workdir>/results.json, report.md and accuracy_latency.png; returns results.
+  comparisons: the student against other models on dev (stages.dev_comparisons)."""
   rows = {m["name"]: m for m in bench["models"]}
   student_row = bench["models"][0]
   teacher_row = bench["models"][1]
@@ -45,6 +47,7 @@ def build_report(task: Task, workdir: str, teacher: dict, knowledge_summary: dic
       "baselines": {name: {"dev": b["dev"], "params": b.get("params_exported"),
                            "genotype": b.get("genotype")}
                     for name, b in (baselines or {}).items()},
+      "comparisons": comparisons or {},
   }
   points = [{"name": r["name"], "latency_ms": r["latency_ms"], "score": score,
              "params": r["params"]} for r, score in zip(bench["models"], _scores(results))]
@@ -95,6 +98,7 @@ def render_markdown(task: Task, results: dict, bench: dict, knowledge_summary: d
       "",
       _training_line(results["student"]),
       "",
+      *_comparison_lines(results["comparisons"]),
       f"## Searched architecture (K = {geno['depth']})",
       "",
       "![cell](derive/cell.png)",
@@ -148,6 +152,22 @@ def _tie_sentence(derived: dict) -> str:
           f", paired SE {chosen['paired_se']:.4f}, L_E {chosen['efficiency']:.3f} against "
           f"{best['efficiency']:.3f}), over the best-J genotype "
           f"`{json.dumps(derived['best_objective_genotype'])}`.")
+
+
+def _comparison_lines(comparisons: dict[str, dict]) -> list[str]:
+  from adabert_jax.eval.compare import format_comparisons
+
+  if not comparisons:
+    return []
+  return [
+      "## Are the differences real? (dev accuracy, paired)",
+      "",
+      "The student against each model on the same dev examples: the accuracy difference "
+      "with a paired bootstrap 95% interval, and McNemar's exact test on the examples only "
+      "one of the two gets right (p < 0.05: unlikely to be chance).",
+      "",
+      format_comparisons("student", list(comparisons.items())),
+      ""]
 
 
 def _training_line(student: dict) -> str:
