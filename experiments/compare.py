@@ -29,7 +29,7 @@ flags.DEFINE_list("models", "student,random_arch,plain_cnn,teacher",
 _CONFIG = cli.define_config_flag(cli.default_config("paper"))
 
 
-def predictions(spec: str, workdir: str, config, task, arrays, mesh) -> np.ndarray:
+def predictions(spec: str, workdir: str, config, arrays, mesh) -> np.ndarray:
   """Class ids predicted on `arrays` by the model `spec` names; checks they reproduce the
   dev score the model's run recorded (else it was evaluated on other data)."""
   run_dir, name = spec.rsplit(":", 1) if ":" in spec else (workdir, spec)
@@ -64,7 +64,7 @@ def main(argv):
   task, splits, _ = data_pipeline.load_task_data(config)
   dev = splits[task.main_dev_split]
   mesh = sharding.make_mesh(1)
-  correct = {s: predictions(s, workdir, config, task, dev, mesh) == dev["label"]
+  correct = {s: predictions(s, workdir, config, dev, mesh) == dev["label"]
              for s in specs}
   reference = specs[0]
   rows = [(s, compare.paired_comparison(correct[reference], correct[s])) for s in specs[1:]]
