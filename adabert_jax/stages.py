@@ -205,13 +205,12 @@ def ensure_student(config, task, splits, knowledge, workdir, search_result, *, g
   from adabert_jax.data import batching
   from adabert_jax.nas import search
   from adabert_jax.student import model, train as student_train
+  from adabert_jax.train import checkpoints
 
   init = init or config.student.init
   check_student_init(init)
   geno = geno or searched_genotype(workdir)
   supernet_cfg = search.setup_from_config(config.search).supernet
-  from adabert_jax.train import checkpoints
-
   student_fields = {k: v for k, v in config.student.to_dict().items()
                     if k not in checkpoints.OPERATIONAL_KEYS}
   fingerprint = {"student": student_fields, "init": init,
