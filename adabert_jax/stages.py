@@ -211,9 +211,8 @@ def ensure_student(config, task, splits, knowledge, workdir, search_result, *, g
   check_student_init(init)
   geno = geno or searched_genotype(workdir)
   supernet_cfg = search.setup_from_config(config.search).supernet
-  student_fields = {k: v for k, v in config.student.to_dict().items()
-                    if k not in checkpoints.OPERATIONAL_KEYS}
-  fingerprint = {"student": student_fields, "init": init,
+  fingerprint = {"student": checkpoints.without_operational_keys(config.student.to_dict()),
+                 "init": init,
                  "genotype": json.loads(geno.to_json()),
                  "search": search_result["fingerprint"]}
   if augmented is not None:

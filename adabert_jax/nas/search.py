@@ -162,8 +162,7 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
   if restored is not None:
     step, state = restored
   history_path = os.path.join(out_dir, "history.jsonl")
-  history = progress.records_up_to_step(history_path, step)
-  io_utils.save_text_atomic(history_path, "".join(json.dumps(h) + "\n" for h in history))
+  history = progress.cut_records_to_step(history_path, step)
 
   emb = sharding.replicate({k: jnp.asarray(v) for k, v in emb_tables.items()}, mesh)
   state = sharding.replicate(state, mesh)

@@ -109,8 +109,7 @@ def train_student(config: ml_collections.ConfigDict, task: Task, geno: Genotype,
     step, state = restored
     params, opt_state = (sharding.replicate(state[k], mesh) for k in ("params", "opt_state"))
   log_path = os.path.join(out_dir, "log.jsonl")
-  records = progress.records_up_to_step(log_path, step)
-  io_utils.save_text_atomic(log_path, "".join(json.dumps(r) + "\n" for r in records))
+  records = progress.cut_records_to_step(log_path, step)
   log = progress.MetricsLog(log_path)
   best = {"score": -np.inf, "dev": None, "epoch": -1}
   for record in records:

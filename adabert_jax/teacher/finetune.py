@@ -39,7 +39,7 @@ def stage_fingerprint(config: ml_collections.ConfigDict, task: Task) -> dict:
   # Where the data lives (cache, GLUE folder path) is not what it is: left out.
   data = {k: v for k, v in config.data.to_dict().items()
           if k not in ("cache_dir", "glue_dir", "tfds_data_dir")}
-  teacher = {k: v for k, v in config.teacher.to_dict().items() if k not in checkpoints.OPERATIONAL_KEYS}
+  teacher = checkpoints.without_operational_keys(config.teacher.to_dict())
   return {"task": task.name, "teacher": teacher, "data": data, "seed": config.seed}
 
 
@@ -114,9 +114,7 @@ def _resume(ring: checkpoints.CheckpointRing, state: dict, out_dir: str
     return 0, state, {"score": -np.inf}
   step, state = restored
   best = io_utils.load_json(best_path) if os.path.isfile(best_path) else {"score": -np.inf}
-  if os.path.isfile(log_path):
-    kept = progress.records_up_to_step(log_path, step)
-    io_utils.save_text_atomic(log_path, "".join(json.dumps(r) + "\n" for r in kept))
+  progress.cut_records_to_step(log_path, step)
   return step, state, best
 
 

@@ -57,6 +57,11 @@ def _write_failed(path: str, error: OSError) -> UserError:
 OPERATIONAL_KEYS = ("checkpoint_every_steps", "keep_checkpoints")
 
 
+def without_operational_keys(fields: dict) -> dict:
+  """A stage config's fields minus OPERATIONAL_KEYS, for its fingerprint."""
+  return {k: v for k, v in fields.items() if k not in OPERATIONAL_KEYS}
+
+
 def save_pytree(path: str, tree: Any) -> None:
   """Saves `tree` at `path`, replacing what was there only once the new one is complete."""
   path = os.path.abspath(path)

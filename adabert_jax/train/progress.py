@@ -10,6 +10,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from adabert_jax import io_utils
 from adabert_jax.errors import UserError
 
 
@@ -49,3 +50,12 @@ def records_up_to_step(path: str, step: int) -> list[dict]:
         raise UserError(f"{path} line {i + 1} is not JSON; delete the file's damaged "
                         "lines (or the stage's folder) and rerun.") from None
   return [r for r in records if r.get("step", 0) <= step]
+
+
+def cut_records_to_step(path: str, step: int) -> list[dict]:
+  """For a run resumed at `step`: rewrites `path` (when it exists) with only its records made
+  at or before `step` (records_up_to_step) and returns them."""
+  kept = records_up_to_step(path, step)
+  if os.path.isfile(path):
+    io_utils.save_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
+  return kept
