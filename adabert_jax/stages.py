@@ -158,7 +158,7 @@ def ensure_derive(config, task, splits, knowledge, workdir, search_result,
   from adabert_jax.nas import derive, search
 
   derive.check_config(config)
-  setup = search.setup_from_config(config.search)
+  setup = search.setup_from_config(config.search, task.is_pair)
   return run_stage("derive", derive.derive_dir(workdir), derive.RESULT_FILE,
                    derive.stage_fingerprint(config, search_result), overwrite,
                    lambda: derive.run_derive(config, task, splits, knowledge["knowledge"],
@@ -210,7 +210,7 @@ def ensure_student(config, task, splits, knowledge, workdir, search_result, *, g
   init = init or config.student.init
   check_student_init(init)
   geno = geno or searched_genotype(workdir)
-  supernet_cfg = search.setup_from_config(config.search).supernet
+  supernet_cfg = search.setup_from_config(config.search, task.is_pair).supernet
   fingerprint = {"student": checkpoints.without_operational_keys(config.student.to_dict()),
                  "init": init,
                  "genotype": json.loads(geno.to_json()),
@@ -256,7 +256,8 @@ def ensure_baselines(config, task, splits, knowledge, workdir, search_result,
 
   check_baselines(names)
   searched = searched_genotype(workdir)
-  shape = dict(depth=searched.depth, k_max=searched.k_max, num_nodes=searched.num_nodes)
+  shape = dict(depth=searched.depth, k_max=searched.k_max, num_nodes=searched.num_nodes,
+               input_mode=searched.input_mode)
   genotypes = {"student_scratch": searched,
                "random_arch": genotype_lib.random_genotype(config.seed + 1, **shape),
                "plain_cnn": genotype_lib.plain_cnn_genotype(**shape)}

@@ -18,6 +18,7 @@ from absl import flags
 
 from adabert_jax import cli, stages
 from adabert_jax.data import pipeline as data_pipeline
+from adabert_jax.data.tasks import get_task
 from adabert_jax.errors import UserError
 from adabert_jax.nas import derive, genotype as genotype_lib
 from adabert_jax.nas import search as search_lib
@@ -36,11 +37,13 @@ def main(argv):
   workdir, overwrite = cli.require_workdir(), flags.FLAGS.overwrite
   init = config.student.init
   stages.check_student_init(init)  # before the name below is built from it
-  supernet_cfg = search_lib.setup_from_config(config.search).supernet
+  is_pair = get_task(config.task).is_pair
+  supernet_cfg = search_lib.setup_from_config(config.search, is_pair).supernet
   geno, name = None, "student" if init == "inherit" else f"student_{init}"
   if flags.FLAGS.genotype:
     geno, label = genotype_lib.genotype_from_spec(flags.FLAGS.genotype, supernet_cfg.k_max,
-                                                  supernet_cfg.num_nodes)
+                                                  supernet_cfg.num_nodes,
+                                                  supernet_cfg.input_mode)
     if init == "inherit" and (geno.k_max, geno.num_nodes) != (supernet_cfg.k_max,
                                                              supernet_cfg.num_nodes):
       raise UserError(

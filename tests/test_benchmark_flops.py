@@ -91,14 +91,14 @@ def _student_row(op_name, hidden, batch, teacher_width=6, classes=2):
 @pytest.mark.parametrize("op_name", ["conv3", "dil_conv5"])
 def test_student_flops_are_the_conv_hand_count_plus_linear_elementwise_work(op_name):
   """A one-conv student. Its conv and dots are hand counted exactly; its elementwise work
-  (the embedding lookup's checks, the two input-stream masks, ReLU, LayerNorm, the node and
-  layer mixes, two masked means; ~24 ops per activation) is not: XLA's fusion recomputes
+  (the embedding lookup's checks, the embedding's LayerNorm and mask, ReLU, the conv's
+  LayerNorm, the node and layer mixes, two masked means; ~30 ops per activation) is not: XLA's fusion recomputes
   some producers (the embedding is computed once for the conv's input and again inside the
   fusion that pools it), so that part depends on fusion decisions, not only on the maths.
   Everything but the conv is linear in the width H and the conv is quadratic, so:
   (1) the second difference of FLOPs over widths H, 2H, 3H isolates the conv's count, and
       it equals the hand count exactly (which also pins the valid-taps rule);
-  (2) at a benchmark-like width the total is the conv plus the head, within 10%.
+  (2) at a benchmark-like width the total is the conv plus the head, within 20%.
   """
   kernel_size, dilation = ops.CONV_SPECS[op_name]
   classes, teacher_width = 2, 6
@@ -120,12 +120,13 @@ def test_student_flops_are_the_conv_hand_count_plus_linear_elementwise_work(op_n
   row = _student_row(op_name, hidden, batch)
   head = 2 * B * hidden * classes + B * classes  # logits = mixed @ kernel + bias
   hand = conv_flops(hidden) + head
-  assert hand < row["flops"] < 1.10 * hand, (row["flops"], hand)
+  assert hand < row["flops"] < 1.20 * hand, (row["flops"], hand)
 
   # Parameters of the exported form: projected tables, one conv edge, node and head logits.
   positions = L  # random_emb_tables(..., num_positions=L, ...)
   assert row["params"] == (
       V * hidden + positions * hidden                       # embedding word, position
+      + 2 * hidden                                          # embedding LayerNorm scale+bias
       + kernel_size * hidden * hidden + 2 * hidden          # conv kernel, LayerNorm scale+bias
       + 1                                                    # node_logits (1 node)
       + 2 + hidden * classes + classes)                      # head: mix (K+1), kernel, bias

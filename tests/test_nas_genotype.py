@@ -89,7 +89,7 @@ def test_onehots_give_the_chosen_ops_and_zero_elsewhere():
   np.testing.assert_array_equal(sample["ops"], jax.nn.one_hot(expected, ops.NUM_OPS))
   np.testing.assert_array_equal(sample["depth"], [0.0, 1.0, 0.0])
   assert int(sample["depth_index"]) == 1 and sample["depth_index"].dtype == jnp.int32
-  with pytest.raises(ValueError, match="k_max=3, num_nodes=3 but the supernet config"):
+  with pytest.raises(ValueError, match="k_max=3, num_nodes=3, input_mode=single but the supernet config"):
     genotype.genotype_to_onehots(geno, supernet.SupernetConfig(k_max=4))
 
 

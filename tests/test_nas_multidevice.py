@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
+from adabert_jax.data.tasks import get_task
 from adabert_jax.errors import UserError
 from adabert_jax.nas import costs, losses, search, search_step, supernet, testing
 from adabert_jax.train import sharding
@@ -139,6 +140,6 @@ def test_run_search_rejects_an_indivisible_batch_size_before_any_work(tmp_path):
   with pytest.raises(UserError, match=r"Batch size 6 does not divide across 4 devices: "
                                       r"set --config\.search\.batch_size to a multiple of 4"):
     # Nothing past the check is needed: empty data would fail later, not here.
-    search.run_search(config, task=None, splits={}, knowledge={}, emb_tables={},
+    search.run_search(config, task=get_task(config.task), splits={}, knowledge={}, emb_tables={},
                       teacher_result={}, workdir=str(tmp_path))
   assert not any(p.name == "checkpoints" for p in tmp_path.rglob("*"))

@@ -25,10 +25,8 @@ def _cfg(mode, **kw):
 def setup():
   params = supernet.init_supernet(jax.random.key(0), CFG, TEACHER_WIDTH, CLASSES)
   emb_tables = testing.random_emb_tables(jax.random.key(1), VOCAB, POSITIONS, TEACHER_WIDTH)
-  batch = testing.random_search_batch(0, BATCH, LENGTH, VOCAB, CLASSES, TEACHER_LAYERS,
-                                      pair=True)
-  # Example 1 is a single sentence: the supernet must tell them apart per example.
-  batch["token_type_ids"] = batch["token_type_ids"].at[1].set(0)
+  # Single sentences (CFG's input mode); tests/test_pairs.py covers the pair modes.
+  batch = testing.random_search_batch(0, BATCH, LENGTH, VOCAB, CLASSES, TEACHER_LAYERS)
   return params, emb_tables, batch
 
 
@@ -44,11 +42,20 @@ GENOTYPE = genotype.Genotype(
     depth=2, k_max=CFG.k_max, num_nodes=CFG.num_nodes)
 
 
+def _layer_norm(x, scale=1.0, bias=0.0):
+  mean = x.mean(-1, keepdims=True)
+  return (x - mean) / jnp.sqrt(((x - mean) ** 2).mean(-1, keepdims=True) + 1e-5) * scale + bias
+
+
 def _discrete_forward(params, emb_tables, batch, geno):
-  """A plain reference of the discrete network a genotype describes (no supernet machinery)."""
+  """A plain reference of the discrete network a genotype describes (no supernet machinery),
+  for a single sentence: the projected embedding layer-normalised, both inputs of the first
+  cell the whole sentence, tanh before the head."""
   weights, mask = params["weights"], batch["attention_mask"]
-  x = supernet.embed(weights["embedding"], emb_tables, batch["input_ids"])
-  prev2, prev1 = supernet.input_streams(x, batch["token_type_ids"], mask)
+  emb = weights["embedding"]
+  x = _layer_norm(supernet.embed(emb, emb_tables, batch["input_ids"]), emb["ln_scale"],
+                  emb["ln_bias"]) * mask[:, :, None]
+  prev2, prev1 = x, x
   edge_of = {edge: e for e, edge in enumerate(supernet.cell_edges(geno.num_nodes))}
   pooled = [supernet.masked_mean(x, mask)]
   for c in range(geno.depth):
@@ -62,15 +69,13 @@ def _discrete_forward(params, emb_tables, batch, geno):
           states[node] = states[node] + ops.apply_op(name, op_params, states[src], mask)
     node_w = jax.nn.softmax(cell["node_logits"])
     out = sum(node_w[j] * states[2 + j] for j in range(geno.num_nodes))
-    # Cell outputs are layer-normalised per token (no affine), padding staying zero.
-    mean = out.mean(-1, keepdims=True)
-    out = (out - mean) / jnp.sqrt(((out - mean) ** 2).mean(-1, keepdims=True) + 1e-5)
+    out = _layer_norm(out)  # cell outputs: per token, no affine; padding stays zero
     prev2, prev1 = prev1, out
     pooled.append(supernet.masked_mean(out, mask))
   heads, k = weights["heads"], geno.depth - 1
   mix = jax.nn.softmax(heads["mix_logits"][k, :geno.depth + 1])
   head_in = sum(mix[j] * pooled[j] for j in range(geno.depth + 1))
-  return head_in @ heads["kernel"][k] + heads["bias"][k], pooled
+  return jnp.tanh(head_in) @ heads["kernel"][k] + heads["bias"][k], pooled
 
 
 def test_params_layout(setup):
@@ -160,23 +165,6 @@ def test_padding_never_changes_the_outputs(setup, mode):
   out_junk = _forward(mode)(params, emb_tables, junk, sample)
   for name in ("logits", "layer_logits", "pooled"):
     np.testing.assert_allclose(out_junk[name], out[name], rtol=1e-5, atol=1e-6)
-
-
-def test_input_streams_split_pairs_and_copy_singles(setup):
-  _, _, batch = setup
-  x = jax.random.normal(jax.random.key(0), (BATCH, LENGTH, 4))
-  a, b = supernet.input_streams(x, batch["token_type_ids"], batch["attention_mask"])
-  mask = np.asarray(batch["attention_mask"]) > 0
-  seg_b = (np.asarray(batch["token_type_ids"]) == 1) & mask
-  x, a, b = map(np.asarray, (x, a, b))
-  for i in (0, 2):  # pairs: A on segment A tokens only, B on segment B tokens only
-    np.testing.assert_array_equal(a[i][mask[i] & ~seg_b[i]], x[i][mask[i] & ~seg_b[i]])
-    np.testing.assert_array_equal(a[i][seg_b[i] | ~mask[i]], 0.0)
-    np.testing.assert_array_equal(b[i][seg_b[i]], x[i][seg_b[i]])
-    np.testing.assert_array_equal(b[i][~seg_b[i]], 0.0)
-  full = x[1] * mask[1][:, None]  # the single sentence feeds both inputs whole
-  np.testing.assert_array_equal(a[1], full)
-  np.testing.assert_array_equal(b[1], full)
 
 
 def test_embedding_is_a_projection_of_the_frozen_tables(setup):

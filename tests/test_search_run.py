@@ -128,4 +128,4 @@ def test_stages_are_reused_and_other_configs_refused(prepared, tiny_bert_dir, ti
 def test_bad_search_config_value(tiny_bert_dir):
   config = _config(tiny_bert_dir, mode="everything")
   with pytest.raises(UserError, match=r"Bad --config.search.\* value: .*mode"):
-    search.setup_from_config(config.search)
+    search.setup_from_config(config.search, False)

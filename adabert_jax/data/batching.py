@@ -45,7 +45,8 @@ def holdout_split(arrays: Mapping[str, np.ndarray], size: int, seed: int
     return dict(arrays), {name: a[:0] for name, a in arrays.items()}
   if size > n // 4:
     raise UserError(f"--config.search.holdout={size} would keep more than a quarter of the "
-                    f"{n} training examples out of the search: lower it (at most {n // 4}).")
+                    f"{n} training examples out of the search: lower it (at most {n // 4}; "
+                    "the :pairs preset is made for small tasks).")
   held = np.zeros(n, bool)
   held[np.random.default_rng(seed).permutation(n)[:size]] = True
   return ({name: a[~held] for name, a in arrays.items()},

@@ -105,6 +105,7 @@ def render_markdown(task: Task, results: dict, bench: dict, knowledge_summary: d
       "",
       "```json", json.dumps(geno), "```",
       "",
+      *_input_mode_lines(geno.get("input_mode", "single")),
       *_derive_lines(derived),
       "Architecture weights over the search:",
       "",
@@ -121,6 +122,22 @@ def render_markdown(task: Task, results: dict, bench: dict, knowledge_summary: d
       "![probes](knowledge/probes.png)",
       "",
   ]) + "\n"
+
+
+_INPUT_MODE_TEXT = {
+    "siamese": "each sentence of a pair is encoded alone by the same cells; the head reads "
+               "[u, v, |u - v|, u * v] of the two pooled vectors",
+    "aligned": "the authors' pair input: sentence A and sentence B, each from position 0, are "
+               "the first cell's two input nodes",
+    "masked": "the concatenated pair masked into its two segments (additive in the two "
+              "sentences; a reference, not a model to use)",
+}
+
+
+def _input_mode_lines(mode: str) -> list[str]:
+  if mode == "single":
+    return []
+  return [f"Pair input (`search.pair_mode={mode}`): {_INPUT_MODE_TEXT[mode]}.", ""]
 
 
 def _derive_lines(derived: dict) -> list[str]:

@@ -89,13 +89,15 @@ def uniform_genotype(op_name: str, depth: int, cfg: supernet.SupernetConfig
                      ) -> genotype_lib.Genotype:
   """op_name on every edge of the cell (the supernet's full cell), depth K."""
   return genotype_lib.Genotype(ops=tuple((node, src, op_name) for node, src in cfg.edges),
-                               depth=depth, k_max=cfg.k_max, num_nodes=cfg.num_nodes)
+                               depth=depth, k_max=cfg.k_max, num_nodes=cfg.num_nodes,
+                               input_mode=cfg.input_mode)
 
 
 def with_edge_op(geno: genotype_lib.Genotype, edge: tuple[int, int], op_name: str
                  ) -> genotype_lib.Genotype | None:
   """geno with `edge` (node, from_node) set to op_name ("zero" removes it); None when that
-  would leave an intermediate node without an incoming edge."""
+  would leave an intermediate node without an incoming edge, or (input mode "aligned", where
+  the first cell's input nodes are the two sentences) a cell that reads only one input node."""
   kept = [op for op in geno.ops if (op[0], op[1]) != edge]
   if op_name != "zero":
     kept.append((edge[0], edge[1], op_name))
@@ -103,6 +105,8 @@ def with_edge_op(geno: genotype_lib.Genotype, edge: tuple[int, int], op_name: st
   fed = {node for node, _, _ in kept}
   if any(node not in fed
          for node in range(NUM_INPUT_NODES, NUM_INPUT_NODES + geno.num_nodes)):
+    return None
+  if geno.input_mode == "aligned" and not {0, 1} <= {src for _, src, _ in kept}:
     return None
   return dataclasses.replace(geno, ops=tuple(kept))
 

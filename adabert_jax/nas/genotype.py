@@ -6,7 +6,10 @@ probability; depth K = argmax alpha_depth + 1.
 
 Nodes are numbered as in supernet.cell_edges: 0 and 1 are the cell's inputs (cells k-2 and
 k-1), 2 .. 2+num_nodes-1 the intermediate nodes. JSON:
-  {"ops": [[node, from_node, op_name], ...], "depth": K, "k_max": ..., "num_nodes": ...}
+  {"ops": [[node, from_node, op_name], ...], "depth": K, "k_max": ..., "num_nodes": ...,
+   "input_mode": ...}
+input_mode (nas/inputs.py) says how the network reads a sentence pair; it is left out of the
+JSON for single sentences, so genotypes written before it existed read as they did.
 """
 
 import dataclasses
@@ -20,7 +23,7 @@ import numpy as np
 
 from adabert_jax import io_utils
 from adabert_jax.errors import UserError
-from adabert_jax.nas import ops
+from adabert_jax.nas import inputs, ops
 from adabert_jax.nas.supernet import NUM_INPUT_NODES, SupernetConfig, cell_edges
 
 EDGES_PER_NODE = 2
@@ -37,6 +40,7 @@ class Genotype:
   depth: int
   k_max: int
   num_nodes: int
+  input_mode: str = "single"
 
   def __post_init__(self):
     object.__setattr__(self, "ops", tuple(tuple(op) for op in self.ops))
@@ -48,6 +52,9 @@ class Genotype:
       value = getattr(self, field)
       if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
         raise GenotypeError(f"genotype {field!r} must be an integer, got {value!r}")
+    if self.input_mode not in inputs.INPUT_MODES:
+      raise GenotypeError(f"genotype input_mode {self.input_mode!r} is not one of "
+                          f"{', '.join(inputs.INPUT_MODES)}")
     if self.num_nodes < 1:
       raise GenotypeError(f"genotype num_nodes must be >= 1, got {self.num_nodes}")
     if self.k_max < 1:
@@ -77,8 +84,11 @@ class Genotype:
       seen.add((node, src))
 
   def to_json(self) -> str:
-    return json.dumps({"ops": [list(op) for op in self.ops], "depth": self.depth,
-                       "k_max": self.k_max, "num_nodes": self.num_nodes}, indent=2)
+    data = {"ops": [list(op) for op in self.ops], "depth": self.depth, "k_max": self.k_max,
+            "num_nodes": self.num_nodes}
+    if self.input_mode != "single":
+      data["input_mode"] = self.input_mode
+    return json.dumps(data, indent=2)
 
   @classmethod
   def from_json(cls, text: str) -> "Genotype":
@@ -94,7 +104,8 @@ class Genotype:
     if not isinstance(data["ops"], list) or not all(isinstance(o, list) for o in data["ops"]):
       raise GenotypeError("genotype 'ops' must be a list of [node, from_node, op_name]")
     return cls(ops=tuple(tuple(o) for o in data["ops"]), depth=data["depth"],
-               k_max=data["k_max"], num_nodes=data["num_nodes"])
+               k_max=data["k_max"], num_nodes=data["num_nodes"],
+               input_mode=data.get("input_mode", "single"))
 
   def save(self, path: str) -> None:
     io_utils.save_text_atomic(path, self.to_json() + "\n")  # never half-written
@@ -134,7 +145,7 @@ def derive_genotype(arch_params: dict[str, Any], cfg: SupernetConfig) -> Genotyp
     for e in sorted(strongest):
       chosen.append((node, cfg.edges[e][1], nonzero_names[int(nonzero_EO[e].argmax())]))
   return Genotype(ops=tuple(chosen), depth=int(alpha_depth.argmax()) + 1, k_max=cfg.k_max,
-                  num_nodes=cfg.num_nodes)
+                  num_nodes=cfg.num_nodes, input_mode=cfg.input_mode)
 
 
 def genotype_to_onehots(genotype: Genotype, cfg: SupernetConfig) -> dict[str, np.ndarray]:
@@ -144,10 +155,12 @@ def genotype_to_onehots(genotype: Genotype, cfg: SupernetConfig) -> dict[str, np
   sample; closed over (constants) with SupernetConfig(unroll=True) they let the supernet trace
   only the chosen ops and cells.
   """
-  if genotype.k_max != cfg.k_max or genotype.num_nodes != cfg.num_nodes:
+  if (genotype.k_max, genotype.num_nodes, genotype.input_mode) != (
+      cfg.k_max, cfg.num_nodes, cfg.input_mode):
     raise GenotypeError(f"genotype has k_max={genotype.k_max}, num_nodes={genotype.num_nodes}"
-                        f" but the supernet config has k_max={cfg.k_max}, "
-                        f"num_nodes={cfg.num_nodes}")
+                        f", input_mode={genotype.input_mode} but the supernet config has "
+                        f"k_max={cfg.k_max}, num_nodes={cfg.num_nodes}, "
+                        f"input_mode={cfg.input_mode}")
   edge_index = {edge: e for e, edge in enumerate(cell_edges(cfg.num_nodes))}
   ops_index = np.full((cfg.num_edges,), ops.ZERO_INDEX, np.int32)
   for node, src, name in genotype.ops:
@@ -164,39 +177,56 @@ def genotype_to_onehots(genotype: Genotype, cfg: SupernetConfig) -> dict[str, np
 # Baselines: what the search is compared against, under the same student training.
 
 
-def random_genotype(seed: int, depth: int, k_max: int, num_nodes: int) -> Genotype:
+def random_genotype(seed: int, depth: int, k_max: int, num_nodes: int,
+                    input_mode: str = "single") -> Genotype:
   """A uniformly random architecture of the search space at a given depth: like a derived
   genotype, each intermediate node takes 2 distinct earlier nodes, each edge a random
-  non-zero op."""
+  non-zero op. In "aligned" mode the first intermediate node reads both input nodes, so the
+  first cell sees both sentences."""
   rng = np.random.default_rng(seed)
   op_names = [n for n in ops.OP_NAMES if n != "zero"]
   chosen = []
   for node in range(NUM_INPUT_NODES, NUM_INPUT_NODES + num_nodes):
     for src in sorted(rng.choice(node, size=EDGES_PER_NODE, replace=False)):
       chosen.append((node, int(src), op_names[rng.integers(len(op_names))]))
-  return Genotype(ops=tuple(chosen), depth=depth, k_max=k_max, num_nodes=num_nodes)
+  return Genotype(ops=tuple(chosen), depth=depth, k_max=k_max, num_nodes=num_nodes,
+                  input_mode=input_mode)
 
 
-def plain_cnn_genotype(depth: int, k_max: int, num_nodes: int, op: str = "conv3") -> Genotype:
+def plain_cnn_genotype(depth: int, k_max: int, num_nodes: int, op: str = "conv3",
+                       input_mode: str = "single") -> Genotype:
   """A plain CNN in the same cell format: each cell is a chain of `num_nodes` convolutions
-  (input k-1 -> node 2 -> node 3 -> ...), so depth K gives K * num_nodes stacked convs."""
+  (input k-1 -> node 2 -> node 3 -> ...), so depth K gives K * num_nodes stacked convs.
+  In "aligned" mode node 2 also reads input k-2 (sentence A in the first cell), so both
+  sentences reach it; in siamese mode each sentence is encoded on its own anyway."""
   chain = [(NUM_INPUT_NODES, NUM_INPUT_NODES - 1, op)]
+  if input_mode == "aligned":
+    chain.insert(0, (NUM_INPUT_NODES, 0, op))
   chain += [(node, node - 1, op)
             for node in range(NUM_INPUT_NODES + 1, NUM_INPUT_NODES + num_nodes)]
-  return Genotype(ops=tuple(chain), depth=depth, k_max=k_max, num_nodes=num_nodes)
+  return Genotype(ops=tuple(chain), depth=depth, k_max=k_max, num_nodes=num_nodes,
+                  input_mode=input_mode)
 
 
 PLAIN_CNN_PREFIX = "plain_cnn:"
 
 
-def genotype_from_spec(spec: str, k_max: int, num_nodes: int) -> tuple[Genotype, str]:
+def genotype_from_spec(spec: str, k_max: int, num_nodes: int, input_mode: str = "single"
+                       ) -> tuple[Genotype, str]:
   """(genotype, short label) from a command-line spec: a genotype.json path, or plain_cnn:K
-  (a chain of conv3 in each of K cells, in this supernet's k_max and num_nodes)."""
+  (a chain of conv3 in each of K cells, in this supernet's k_max, num_nodes and input
+  mode). A file's genotype must read its input as `input_mode` does."""
   if spec.startswith(PLAIN_CNN_PREFIX):
     depth = spec[len(PLAIN_CNN_PREFIX):]
     if not depth.isdigit() or not 1 <= int(depth) <= k_max:
       raise GenotypeError(f"--genotype={spec}: the depth after plain_cnn: must be an integer "
                           f"in 1..{k_max} (search.k_max)")
-    return plain_cnn_genotype(int(depth), k_max, num_nodes), f"plain_cnn_k{depth}"
+    return (plain_cnn_genotype(int(depth), k_max, num_nodes, input_mode=input_mode),
+            f"plain_cnn_k{depth}")
   stem = os.path.splitext(os.path.basename(spec))[0]
-  return Genotype.load(spec), stem
+  geno = Genotype.load(spec)
+  if geno.input_mode != input_mode:
+    raise GenotypeError(f"--genotype={spec} reads its input as {geno.input_mode!r}, this task "
+                        f"as {input_mode!r} (--config.search.pair_mode): set its "
+                        f'"input_mode" to {input_mode!r} or use a genotype made for this task.')
+  return geno, stem

@@ -25,7 +25,8 @@ from adabert_jax.data import batching
 from adabert_jax.data.tasks import Task
 from adabert_jax.errors import UserError
 from adabert_jax.eval import metrics as metrics_lib, plots
-from adabert_jax.nas import costs, genotype as genotype_lib, losses, ops, search_step, supernet
+from adabert_jax.nas import (costs, genotype as genotype_lib, inputs, losses, ops, search_step,
+                             supernet)
 from adabert_jax.train import checkpoints, progress, sharding
 
 RESULT_FILE = "result.json"
@@ -42,11 +43,14 @@ class SearchSetup:
   optimizer: search_step.OptimizerConfig
 
 
-def setup_from_config(cfg: ml_collections.ConfigDict) -> SearchSetup:
+def setup_from_config(cfg: ml_collections.ConfigDict, is_pair: bool) -> SearchSetup:
+  """The search's static setup from config.search, for a single-sentence or a pair task
+  (search.pair_mode applies to pairs only)."""
   try:
     return SearchSetup(
         supernet.SupernetConfig(hidden=cfg.hidden, k_max=cfg.k_max, num_nodes=cfg.num_nodes,
-                                dropout=cfg.dropout, mode=cfg.mode, remat=cfg.remat),
+                                dropout=cfg.dropout, mode=cfg.mode, remat=cfg.remat,
+                                input_mode=inputs.input_mode(cfg.pair_mode, is_pair)),
         losses.LossConfig(gamma=cfg.gamma, beta=cfg.beta, temperature=cfg.kd_temperature,
                           final_kd_weight=cfg.final_kd_weight),
         search_step.OptimizerConfig(
@@ -129,7 +133,7 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
                emb_tables: dict[str, np.ndarray], teacher_result: dict, workdir: str) -> dict:
   """Runs (or resumes) the search; returns result.json's content."""
   cfg = config.search
-  setup = setup_from_config(cfg)
+  setup = setup_from_config(cfg, task.is_pair)
   out_dir = search_dir(workdir)
   os.makedirs(out_dir, exist_ok=True)
   mesh = sharding.make_mesh()

@@ -2,12 +2,13 @@
 
 Structure (the paper's, with DARTS conventions where it is silent):
 - Embedding: the teacher's frozen word and position tables (passed separately as `emb_tables`,
-  never part of the trainable params) summed, then a learned projection [Dt, hidden] + bias.
+  never part of the trainable params) summed, then a learned projection [Dt, hidden] + bias,
+  a LayerNorm and dropout (nas/inputs.py).
 - Cell k (1..k_max) has two input nodes, the outputs of cells k-2 and k-1; "cells" -1 and 0 are
-  the two embedding streams. For a sentence-pair example (token_type_ids has 1s on real tokens)
-  stream -1 is the embedding masked to segment A and stream 0 the embedding masked to segment B
-  (the authors feed the two sentences as the two inputs); for a single sentence both streams are
-  the whole embedded input. This is decided per example, inside jit.
+  the two embedding streams, set by the input mode (cfg.input_mode, nas/inputs.py): for a
+  single sentence both are the embedded sentence; for a pair, "siamese" encodes each sentence
+  on its own with the same cells (a batch of 2B) and "aligned" (the authors') feeds sentence A
+  and sentence B, each from position 0, as the two inputs.
 - Nodes are numbered 0, 1 (the inputs) and 2 .. 2+N-1 (intermediate). Intermediate node j gets
   one edge from every earlier node: 2 + 3 + 4 = 9 edges for N = 3, in the order of `cell_edges`.
   Every op is computed with the full attention mask (stream A is simply zero on segment B).
@@ -18,9 +19,10 @@ Structure (the paper's, with DARTS conventions where it is silent):
   every edge (stored stacked, leading axes [k_max, E], so the cells run under a lax.scan and
   the edges under an inner one: the edge body compiles once instead of k_max * E times).
 - Heads: for each depth k in 1..k_max, a softmax mix (learned logits) of the masked-mean-pooled
-  layers 0..k (layer 0 = the embedded input, layer i = cell i) and a linear layer to classes.
-  The output logits are the heads mixed by the depth one-hot. One student probe (linear) per
-  cell gives layer_logits [B, k_max, C] for the distillation loss.
+  layers 0..k (layer 0 = the embedded input, layer i = cell i), its features (in siamese mode
+  [u, v, |u - v|, u * v] of the two sentences), tanh and a linear layer to classes.
+  The output logits are the heads mixed by the depth one-hot. One student probe (tanh, linear)
+  per cell gives layer_logits [B, k_max, C] for the distillation loss.
 
 Params: {"weights": {...every trainable array...}, "arch": {"alpha_ops", "alpha_depth"}}, so
 optax.partition can label leaves by their top-level key.
@@ -53,7 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from adabert_jax.nas import ops
+from adabert_jax.nas import inputs, ops
 
 Params = dict[str, Any]
 MODES = ("sampled", "all_ops")
@@ -87,10 +89,14 @@ class SupernetConfig:
   mode: str = "sampled"
   remat: bool = False
   unroll: bool = False
+  input_mode: str = "single"
 
   def __post_init__(self):
     if self.mode not in MODES:
       raise ValueError(f"SupernetConfig.mode must be one of {MODES}, got {self.mode!r}")
+    if self.input_mode not in inputs.INPUT_MODES:
+      raise ValueError(f"SupernetConfig.input_mode must be one of {inputs.INPUT_MODES}, got "
+                       f"{self.input_mode!r}")
     for field in ("hidden", "k_max", "num_nodes"):
       if getattr(self, field) < 1:
         raise ValueError(f"SupernetConfig.{field} must be >= 1, got {getattr(self, field)}")
@@ -105,16 +111,22 @@ class SupernetConfig:
   def num_edges(self) -> int:
     return len(self.edges)
 
+  @property
+  def feature_width(self) -> int:
+    """What each head and probe reads (4 x hidden in siamese mode)."""
+    return inputs.feature_width(self.hidden, self.input_mode)
+
 
 def init_supernet(key: jax.Array, cfg: SupernetConfig, teacher_width: int,
                   num_classes: int) -> Params:
   """All supernet parameters: {"weights": {...}, "arch": {"alpha_ops", "alpha_depth"}}."""
-  h, k_max, e = cfg.hidden, cfg.k_max, cfg.num_edges
+  h, k_max, e, f = cfg.hidden, cfg.k_max, cfg.num_edges, cfg.feature_width
   keys = jax.random.split(key, 6)
   weights = {
       "embedding": {
           "kernel": ops.flat_normal(keys[0], (teacher_width, h)) / teacher_width ** 0.5,
           "bias": jnp.zeros((h,)),
+          **inputs.init_embedding_norm(h),
       },
       "cells": {
           "ops": ops.init_all_ops(keys[1], h, lead_shape=(k_max, e)),  # leaves [k_max, E, ...]
@@ -122,11 +134,11 @@ def init_supernet(key: jax.Array, cfg: SupernetConfig, teacher_width: int,
       },
       "heads": {
           "mix_logits": jnp.zeros((k_max, k_max + 1)),
-          "kernel": ops.flat_normal(keys[2], (k_max, h, num_classes)) / h ** 0.5,
+          "kernel": ops.flat_normal(keys[2], (k_max, f, num_classes)) / f ** 0.5,
           "bias": jnp.zeros((k_max, num_classes)),
       },
       "probes": {
-          "kernel": ops.flat_normal(keys[3], (k_max, h, num_classes)) / h ** 0.5,
+          "kernel": ops.flat_normal(keys[3], (k_max, f, num_classes)) / f ** 0.5,
           "bias": jnp.zeros((k_max, num_classes)),
       },
   }
@@ -152,22 +164,7 @@ def embed(embedding: Params, emb_tables: dict[str, jax.Array],
   return summed_BLT @ embedding["kernel"] + embedding["bias"]
 
 
-def masked_mean(x_BLD: jax.Array, mask_BL: jax.Array) -> jax.Array:
-  """Mean over real tokens -> [B, D] (0 for an all-padding row)."""
-  m_BL1 = mask_BL.astype(x_BLD.dtype)[:, :, None]
-  return jnp.sum(x_BLD * m_BL1, axis=1) / jnp.maximum(jnp.sum(m_BL1, axis=1), 1.0)
-
-
-def input_streams(x_BLD: jax.Array, token_type_ids_BL: jax.Array,
-                  mask_BL: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """The first cell's two inputs: (segment A, segment B) for pairs, (x, x) for singles."""
-  real_BL = mask_BL > 0
-  seg_b_BL = (token_type_ids_BL == 1) & real_BL
-  is_pair_B11 = jnp.any(seg_b_BL, axis=1)[:, None, None]
-  full_BLD = x_BLD * real_BL[:, :, None]
-  seg_a_BLD = x_BLD * (real_BL & ~seg_b_BL)[:, :, None]
-  seg_b_BLD = x_BLD * seg_b_BL[:, :, None]
-  return jnp.where(is_pair_B11, seg_a_BLD, full_BLD), jnp.where(is_pair_B11, seg_b_BLD, full_BLD)
+masked_mean = inputs.masked_mean
 
 
 def _edge_all_ops(edge_params, x_BLD, mask_BL, weights_O, index):
@@ -277,7 +274,7 @@ def supernet_apply(params: Params, emb_tables: dict[str, jax.Array], batch: dict
   sample: from gumbel.sample_architecture, or exact one-hots for a fixed architecture.
   Returns logits [B, C] (the heads mixed by depth), layer_logits [B, k_max, C] (per-cell
   probes), head_logits [B, k_max, C] (head of depth k at index k-1), depth_weights [k_max],
-  pooled [B, k_max + 1, D] (layer 0 = embedding).
+  pooled [X, k_max + 1, D] (layer 0 = embedding; X = B, or 2B in siamese mode: A then B).
   """
   weights = params["weights"]
   ids_BL, types_BL, mask_BL = (batch["input_ids"], batch["token_type_ids"],
@@ -290,13 +287,15 @@ def supernet_apply(params: Params, emb_tables: dict[str, jax.Array], batch: dict
   batch_size = ids_BL.shape[0]
   h, k_max = cfg.hidden, cfg.k_max
 
-  x_BLD = embed(weights["embedding"], emb_tables, ids_BL)
-  stream_a_BLD, stream_b_BLD = input_streams(x_BLD, types_BL, mask_BL)
+  stream_a_XLD, stream_b_XLD, cell_mask_XL, layer0_XLD = inputs.cell_inputs(
+      lambda ids: embed(weights["embedding"], emb_tables, ids), weights["embedding"], batch,
+      cfg.input_mode, train=train, dropout=cfg.dropout, dropout_key=dropout_key)
   op_weights_EO, op_index_E = sample["ops"], sample["ops_index"]
   depth_weights_K = effective_depth_weights(sample, cfg)
 
   def run_cell(cell_params, s0_BLD, s1_BLD, cell_index):
-    out_BLD = _cell(cell_params, s0_BLD, s1_BLD, mask_BL, op_weights_EO, op_index_E, cfg)
+    out_BLD = _cell(cell_params, s0_BLD, s1_BLD, cell_mask_XL, op_weights_EO, op_index_E,
+                    cfg)
     if train and cfg.dropout > 0:
       # Drawn flat: see ops.flat_normal on the PRNG's rank-dependent compile time.
       keep_BLD = jax.random.bernoulli(jax.random.fold_in(dropout_key, cell_index),
@@ -321,28 +320,30 @@ def supernet_apply(params: Params, emb_tables: dict[str, jax.Array], batch: dict
         out_BLD = lax.cond(cell_index <= sample["depth_index"], run, skip)
     else:
       out_BLD = run_cell(cell_params, s0_BLD, s1_BLD, cell_index)
-    return (s1_BLD, out_BLD), masked_mean(out_BLD, mask_BL)
+    return (s1_BLD, out_BLD), masked_mean(out_BLD, cell_mask_XL)
 
-  _, pooled_KBD = _scan(scan_body, (stream_a_BLD, stream_b_BLD),
+  _, pooled_KXD = _scan(scan_body, (stream_a_XLD, stream_b_XLD),
                         (weights["cells"], np.arange(k_max, dtype=np.int32)), cfg.unroll)
-  pooled_BKD = jnp.concatenate([masked_mean(x_BLD, mask_BL)[:, None],
-                                jnp.swapaxes(pooled_KBD, 0, 1)], axis=1)
-  chex.assert_shape(pooled_BKD, (batch_size, k_max + 1, h))
+  pooled_XKD = jnp.concatenate([masked_mean(layer0_XLD, cell_mask_XL)[:, None],
+                                jnp.swapaxes(pooled_KXD, 0, 1)], axis=1)
+  chex.assert_shape(pooled_XKD, (layer0_XLD.shape[0], k_max + 1, h))
 
   # Head k (index k-1) mixes layers 0..k: mask the deeper layers out of its softmax.
   heads = weights["heads"]
   visible_KJ = jnp.arange(k_max + 1)[None, :] <= jnp.arange(1, k_max + 1)[:, None]
   mix_KJ = jax.nn.softmax(jnp.where(visible_KJ, heads["mix_logits"], -jnp.inf), axis=-1)
-  head_in_BKD = jnp.einsum("kj,bjd->bkd", mix_KJ, pooled_BKD)
-  head_logits_BKC = jnp.einsum("bkd,kdc->bkc", head_in_BKD, heads["kernel"]) + heads["bias"]
+  head_in_BKF = jnp.tanh(inputs.features(jnp.einsum("kj,xjd->xkd", mix_KJ, pooled_XKD),
+                                         cfg.input_mode))
+  head_logits_BKC = jnp.einsum("bkf,kfc->bkc", head_in_BKF, heads["kernel"]) + heads["bias"]
   logits_BC = jnp.einsum("k,bkc->bc", depth_weights_K, head_logits_BKC)
 
   probes = weights["probes"]
-  layer_logits_BKC = (jnp.einsum("bkd,kdc->bkc", pooled_BKD[:, 1:], probes["kernel"])
+  probe_in_BKF = jnp.tanh(inputs.features(pooled_XKD[:, 1:], cfg.input_mode))
+  layer_logits_BKC = (jnp.einsum("bkf,kfc->bkc", probe_in_BKF, probes["kernel"])
                       + probes["bias"])
   num_classes = heads["bias"].shape[-1]
   chex.assert_shape([head_logits_BKC, layer_logits_BKC], (batch_size, k_max, num_classes))
   chex.assert_shape(logits_BC, (batch_size, num_classes))
   return {"logits": logits_BC, "layer_logits": layer_logits_BKC,
           "head_logits": head_logits_BKC, "depth_weights": depth_weights_K,
-          "pooled": pooled_BKD}
+          "pooled": pooled_XKD}

@@ -1,13 +1,16 @@
 """The discrete student: only the genotype's ops and edges, K cells, one head.
 
 Params (training form):
-  {"embedding": {"kernel" [Dt, H], "bias" [H]},          # projection of the frozen teacher tables
+  {"embedding": {"kernel" [Dt, H], "bias" [H],           # projection of the frozen teacher tables
+                 "ln_scale" [H], "ln_bias" [H]},         # LayerNorm after it (nas/inputs.py)
    "cells": [{"edges": [op params per genotype edge], "node_logits": [N]}] * K,
-   "head": {"mix_logits" [K+1], "kernel" [H, C], "bias" [C]},
-   "probes": {"kernel" [K, H, C], "bias" [K, C]}}        # for layer-wise KD while training
-The exported form replaces the projection by the projected tables
-{"embedding": {"word" [V, H], "position" [P, H]}} and drops the probes: the deployable
-model needs neither the teacher's 384-wide tables nor the KD heads.
+   "head": {"mix_logits" [K+1], "kernel" [F, C], "bias" [C]},
+   "probes": {"kernel" [K, F, C], "bias" [K, C]}}        # for layer-wise KD while training
+F is the feature width: H, or 4H for the siamese pair mode (nas/inputs.py; the genotype's
+input_mode says how a pair is read). The exported form replaces the projection by the
+projected tables {"embedding": {"word" [V, H], "position" [P, H], "ln_scale", "ln_bias"}} and
+drops the probes: the deployable model needs neither the teacher's 384-wide tables nor the KD
+heads.
 
 The computation mirrors the supernet's under a fixed architecture exactly (tested), so
 weights can be inherited from the search.
@@ -22,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adabert_jax.nas import ops, supernet
+from adabert_jax.nas import inputs, ops, supernet
 from adabert_jax.nas.genotype import Genotype
 
 Params = dict[str, Any]
@@ -35,7 +38,7 @@ def _edges_into(geno: Genotype, node: int) -> list[tuple[int, int, str]]:
 def init_student(key: jax.Array, geno: Genotype, hidden: int, teacher_width: int,
                  num_classes: int) -> Params:
   """Fresh weights for the genotype (the 'train from scratch' baseline)."""
-  k = geno.depth
+  k, f = geno.depth, inputs.feature_width(hidden, geno.input_mode)
   keys = jax.random.split(key, 4 + k)
   cells = []
   for c in range(k):
@@ -46,12 +49,12 @@ def init_student(key: jax.Array, geno: Genotype, hidden: int, teacher_width: int
   return {
       "embedding": {"kernel": jax.random.normal(keys[0], (teacher_width, hidden))
                               / teacher_width ** 0.5,
-                    "bias": jnp.zeros((hidden,))},
+                    "bias": jnp.zeros((hidden,)), **inputs.init_embedding_norm(hidden)},
       "cells": cells,
       "head": {"mix_logits": jnp.zeros((k + 1,)),
-               "kernel": jax.random.normal(keys[1], (hidden, num_classes)) / hidden ** 0.5,
+               "kernel": jax.random.normal(keys[1], (f, num_classes)) / f ** 0.5,
                "bias": jnp.zeros((num_classes,))},
-      "probes": {"kernel": jax.random.normal(keys[2], (k, hidden, num_classes)) / hidden ** 0.5,
+      "probes": {"kernel": jax.random.normal(keys[2], (k, f, num_classes)) / f ** 0.5,
                  "bias": jnp.zeros((k, num_classes))},
   }
 
@@ -59,6 +62,9 @@ def init_student(key: jax.Array, geno: Genotype, hidden: int, teacher_width: int
 def from_supernet(supernet_params: Params, geno: Genotype,
                   cfg: supernet.SupernetConfig) -> Params:
   """The searched weights of the genotype's ops, cells 1..K and head K (the paper's way)."""
+  if geno.input_mode != cfg.input_mode:
+    raise ValueError(f"genotype input_mode {geno.input_mode!r} differs from the supernet's "
+                     f"{cfg.input_mode!r}")
   w = jax.device_get(supernet_params["weights"])
   k = geno.depth
   edge_index = {edge: e for e, edge in enumerate(cfg.edges)}
@@ -89,7 +95,8 @@ def export(params: Params, emb_tables: dict[str, Any]) -> Params:
   position = (np.asarray(emb_tables["position"], np.float32) @ np.asarray(emb["kernel"])
               + np.asarray(emb["bias"]))
   out = {k: v for k, v in params.items() if k not in ("embedding", "probes")}
-  out["embedding"] = {"word": word.astype(np.float32), "position": position.astype(np.float32)}
+  out["embedding"] = {"word": word.astype(np.float32), "position": position.astype(np.float32),
+                      **{k: np.asarray(emb[k], np.float32) for k in ("ln_scale", "ln_bias")}}
   return out
 
 
@@ -107,34 +114,38 @@ def student_apply(params: Params, batch: dict[str, Any], geno: Genotype, *,
                   dropout: float = 0.0, dropout_key: jax.Array | None = None
                   ) -> dict[str, jax.Array]:
   """logits [B, C], and layer_logits [B, K, C] when the params have probes."""
-  ids_BL, types_BL, mask_BL = (batch["input_ids"], batch["token_type_ids"],
-                               batch["attention_mask"])
+  ids_BL = batch["input_ids"]
   chex.assert_rank(ids_BL, 2)
-  x_BLD = _embed(params["embedding"], emb_tables, ids_BL)
-  s0_BLD, s1_BLD = supernet.input_streams(x_BLD, types_BL, mask_BL)
-  pooled = [supernet.masked_mean(x_BLD, mask_BL)]
+  mode = geno.input_mode
+  s0_XLD, s1_XLD, mask_XL, layer0_XLD = inputs.cell_inputs(
+      lambda ids: _embed(params["embedding"], emb_tables, ids), params["embedding"], batch,
+      mode, train=train, dropout=dropout, dropout_key=dropout_key)
+  pooled = [inputs.masked_mean(layer0_XLD, mask_XL)]
   first_node = supernet.NUM_INPUT_NODES
   for c, cell in enumerate(params["cells"]):
-    states = [s0_BLD, s1_BLD]
+    states = [s0_XLD, s1_XLD]
     for node in range(first_node, first_node + geno.num_nodes):
-      total = jnp.zeros_like(s0_BLD)
+      total = jnp.zeros_like(s0_XLD)
       for i, src, name in _edges_into(geno, node):
-        total = total + ops.apply_op(name, cell["edges"][i], states[src], mask_BL)
+        total = total + ops.apply_op(name, cell["edges"][i], states[src], mask_XL)
       states.append(total)
     node_weights = jax.nn.softmax(cell["node_logits"])
-    out_BLD = ops.normalize_tokens(
+    out_XLD = ops.normalize_tokens(
         jnp.einsum("n,nbld->bld", node_weights, jnp.stack(states[first_node:])))
     if train and dropout > 0:
       keep = jax.random.bernoulli(jax.random.fold_in(dropout_key, c), 1.0 - dropout,
-                                  out_BLD.shape)
-      out_BLD = jnp.where(keep, out_BLD / (1.0 - dropout), 0.0)
-    pooled.append(supernet.masked_mean(out_BLD, mask_BL))
-    s0_BLD, s1_BLD = s1_BLD, out_BLD
-  pooled_BJD = jnp.stack(pooled, axis=1)  # [B, K+1, H], layer 0 = embedding
+                                  out_XLD.shape)
+      out_XLD = jnp.where(keep, out_XLD / (1.0 - dropout), 0.0)
+    pooled.append(inputs.masked_mean(out_XLD, mask_XL))
+    s0_XLD, s1_XLD = s1_XLD, out_XLD
+  pooled_XJD = jnp.stack(pooled, axis=1)  # [X, K+1, H], layer 0 = embedding
   head = params["head"]
-  mixed_BD = jnp.einsum("j,bjd->bd", jax.nn.softmax(head["mix_logits"]), pooled_BJD)
-  out = {"logits": mixed_BD @ head["kernel"] + head["bias"]}
+  mixed_X1D = jnp.einsum("j,xjd->xd", jax.nn.softmax(head["mix_logits"]), pooled_XJD)[:, None]
+  head_in_BF = jnp.tanh(inputs.features(mixed_X1D, mode))[:, 0]
+  out = {"logits": head_in_BF @ head["kernel"] + head["bias"]}
   if "probes" in params:
-    out["layer_logits"] = (jnp.einsum("bkd,kdc->bkc", pooled_BJD[:, 1:],
+    probe_in_BKF = jnp.tanh(inputs.features(pooled_XJD[:, 1:], mode))
+    out["layer_logits"] = (jnp.einsum("bkf,kfc->bkc", probe_in_BKF,
                                       params["probes"]["kernel"]) + params["probes"]["bias"])
+  chex.assert_shape(out["logits"], (ids_BL.shape[0], None))
   return out

@@ -318,8 +318,11 @@ def run_augmentation(config: ml_collections.ConfigDict, train: dict[str, np.ndar
                     "teacher's.")
   neighbours = augment.nearest_neighbours(word_table, augment.word_token_mask(tokens),
                                           cfg.neighbours)
+  # The authors replace 0.3 of the words of a sentence pair, 0.4 of a single sentence.
+  is_pair = bool(np.any(train["token_type_ids"]))
+  replace_prob = cfg.pair_replace_prob if is_pair else cfg.replace_prob
   copies = augment.augment_split(train, neighbours, augment.continuation_mask(tokens),
-                                 copies=cfg.copies, replace_prob=cfg.replace_prob,
+                                 copies=cfg.copies, replace_prob=replace_prob,
                                  seed=config.seed + 23)
   n = len(copies["input_ids"])
   logits, layer_logits = teacher_and_probe_logits(
@@ -333,7 +336,7 @@ def run_augmentation(config: ml_collections.ConfigDict, train: dict[str, np.ndar
       "probe_logits": layer_logits.astype(np.float32),
       "meta": np.array(io_utils.json_dumps(meta))})
   changed = (copies["input_ids"] != train["input_ids"][copies["source"]]).any(-1)
-  return {"examples": n, "copies": cfg.copies,
+  return {"examples": n, "copies": cfg.copies, "replace_prob": replace_prob,
           "changed_fraction": float(changed.mean()),
           "teacher_agrees_with_source_label": float(
               (labels == train["label"][copies["source"]]).mean())}

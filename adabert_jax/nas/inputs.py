@@ -1,0 +1,165 @@
+"""How the student reads its input and what its heads see; shared by the supernet and the
+discrete student so that the two compute the same function.
+
+Input modes (static, one per task):
+- "single": a single-sentence task. Both input nodes of the first cell are the embedded
+  sentence.
+- "siamese" (the default for pairs; beyond the paper): each sentence is read on its own from
+  position 0 (`[CLS] a [SEP]`, `[CLS] b [SEP]`) and encoded by the same cells as a single
+  sentence would be (the two run as one batch of 2B). Heads and probes see the interaction
+  features [u, v, |u - v|, u * v] of the two pooled vectors, as InferSent and Tang et al.'s
+  distilled BiLSTM do, so the logit is not additive in the two sentences.
+- "aligned" (the authors' code, EasyTransfer autokd-torch): each sentence from position 0 as
+  above, stream A is input node 0 and stream B input node 1 of the first cell, aligned at the
+  same positions (node sums mix A[t] with B[t]); the cells see the union of the two masks and
+  layer 0 of the heads is the mean of the two streams.
+- "masked" (this project's first form, kept as the additive reference): one concatenated
+  `[CLS] a [SEP] b [SEP]` sequence masked into its two segments, which never share a
+  position; its logit is f(A) + g(B) up to the few windows that straddle [SEP].
+
+Every mode puts the projected embedding through a LayerNorm (learned scale and bias) and
+dropout (training only), as the authors do, and every head and probe applies tanh before its
+linear layer. The teacher always reads the concatenated pair; the two sentence views are cut
+out of that same array here, inside jit, so tokenization, caches and the precomputed
+knowledge are shared by every mode.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import chex
+import jax
+import jax.numpy as jnp
+
+PAIR_MODES = ("siamese", "aligned", "masked")
+INPUT_MODES = ("single",) + PAIR_MODES
+DEFAULT_PAIR_MODE = "siamese"
+LAYER_NORM_EPS = 1e-5
+# Folded into the dropout key for the embedding's mask (cells use their index, 0..k_max-1).
+EMBEDDING_DROPOUT_STREAM = 1_000_003
+
+
+def check_mode(mode: str) -> None:
+  if mode not in INPUT_MODES:
+    raise ValueError(f"input mode must be one of {INPUT_MODES}, got {mode!r}")
+
+
+def input_mode(pair_mode: str, is_pair: bool) -> str:
+  """The input mode of a task: `pair_mode` for a sentence-pair task, "single" otherwise."""
+  if pair_mode not in PAIR_MODES:
+    raise ValueError(f"pair_mode must be one of {PAIR_MODES}, got {pair_mode!r}")
+  return pair_mode if is_pair else "single"
+
+
+def feature_width(hidden: int, mode: str) -> int:
+  """The width of what a head or probe reads: 4 x hidden for siamese, hidden otherwise."""
+  check_mode(mode)
+  return 4 * hidden if mode == "siamese" else hidden
+
+
+def init_embedding_norm(hidden: int) -> dict[str, jax.Array]:
+  return {"ln_scale": jnp.ones((hidden,)), "ln_bias": jnp.zeros((hidden,))}
+
+
+def masked_mean(x_BLD: jax.Array, mask_BL: jax.Array) -> jax.Array:
+  """Mean over real tokens -> [B, D] (0 for an all-padding row)."""
+  m_BL1 = mask_BL.astype(x_BLD.dtype)[:, :, None]
+  return jnp.sum(x_BLD * m_BL1, axis=1) / jnp.maximum(jnp.sum(m_BL1, axis=1), 1.0)
+
+
+def split_pair(ids_BL: jax.Array, types_BL: jax.Array, mask_BL: jax.Array
+               ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  """The two sentences of `[CLS] a [SEP] b [SEP]` (token types 0 then 1), each from position
+  0 as BERT would tokenise it alone: (ids_a, mask_a, ids_b, mask_b), each [B, L].
+
+  A is `[CLS] a [SEP]` where it already is; B is `[CLS] b [SEP]`, moved to the front (its
+  [CLS] copied from position 0). A row without a segment B (padding) gives an empty B.
+  """
+  chex.assert_equal_shape([ids_BL, types_BL, mask_BL])
+  length = ids_BL.shape[1]
+  real_BL = mask_BL > 0
+  seg_b_BL = (types_BL == 1) & real_BL
+  seg_a_BL = real_BL & ~seg_b_BL
+  len_a_B1 = jnp.sum(seg_a_BL, axis=1, keepdims=True)
+  len_b_B1 = jnp.sum(seg_b_BL, axis=1, keepdims=True)
+  t_1L = jnp.arange(length)[None, :]
+  # B's token t >= 1 is the concatenation's token len_a - 1 + t.
+  source_BL = jnp.clip(len_a_B1 - 1 + t_1L, 0, length - 1)
+  moved_BL = jnp.take_along_axis(ids_BL, source_BL, axis=1)
+  in_b_BL = (t_1L >= 1) & (t_1L <= len_b_B1)
+  mask_b_BL = in_b_BL | ((t_1L == 0) & (len_b_B1 > 0))
+  ids_b_BL = jnp.where(t_1L == 0, ids_BL[:, :1], jnp.where(in_b_BL, moved_BL, 0))
+  ids_b_BL = jnp.where(mask_b_BL, ids_b_BL, 0)
+  ids_a_BL = jnp.where(seg_a_BL, ids_BL, 0)
+  as_mask = lambda m: m.astype(mask_BL.dtype)
+  return ids_a_BL, as_mask(seg_a_BL), ids_b_BL, as_mask(mask_b_BL)
+
+
+def masked_streams(x_BLD: jax.Array, token_type_ids_BL: jax.Array,
+                   mask_BL: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """The "masked" mode's two inputs: the concatenation masked to segment A and to B."""
+  real_BL = mask_BL > 0
+  seg_b_BL = (token_type_ids_BL == 1) & real_BL
+  return x_BLD * (real_BL & ~seg_b_BL)[:, :, None], x_BLD * seg_b_BL[:, :, None]
+
+
+def _normalise_and_drop(norm: dict, x_BLD: jax.Array, mask_BL: jax.Array, *, train: bool,
+                        dropout: float, key: jax.Array | None) -> jax.Array:
+  mean = jnp.mean(x_BLD, axis=-1, keepdims=True)
+  var = jnp.mean(jnp.square(x_BLD - mean), axis=-1, keepdims=True)
+  y_BLD = (x_BLD - mean) * jax.lax.rsqrt(var + LAYER_NORM_EPS) * norm["ln_scale"]
+  y_BLD = y_BLD + norm["ln_bias"]
+  if train and dropout > 0:
+    keep = jax.random.bernoulli(key, 1.0 - dropout, (y_BLD.size,)).reshape(y_BLD.shape)
+    y_BLD = jnp.where(keep, y_BLD / (1.0 - dropout), 0.0)
+  return y_BLD * (mask_BL > 0)[:, :, None].astype(y_BLD.dtype)  # padding stays exactly 0
+
+
+def cell_inputs(embed_fn: Callable[[jax.Array], jax.Array], norm: dict, batch: dict[str, Any],
+                mode: str, *, train: bool = False, dropout: float = 0.0,
+                dropout_key: jax.Array | None = None
+                ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  """(s0, s1, mask, layer0) for the cells: the two input nodes of the first cell [X, L, H],
+  the mask the cells use [X, L], and layer 0 of the heads [X, L, H] (pooled with that mask).
+  X is the batch B, or 2B in siamese mode (sentences A, then sentences B).
+
+  embed_fn: ids [X, L] -> projected embedding [X, L, H] (positions from 0).
+  """
+  check_mode(mode)
+  ids_BL, types_BL, mask_BL = (batch["input_ids"], batch["token_type_ids"],
+                               batch["attention_mask"])
+  if mode in ("single", "masked"):
+    key = None if dropout_key is None else jax.random.fold_in(dropout_key,
+                                                              EMBEDDING_DROPOUT_STREAM)
+    x_BLD = _normalise_and_drop(norm, embed_fn(ids_BL), mask_BL, train=train,
+                                dropout=dropout, key=key)
+    if mode == "single":
+      return x_BLD, x_BLD, mask_BL, x_BLD
+    s0_BLD, s1_BLD = masked_streams(x_BLD, types_BL, mask_BL)
+    return s0_BLD, s1_BLD, mask_BL, x_BLD
+  ids_a, mask_a, ids_b, mask_b = split_pair(ids_BL, types_BL, mask_BL)
+  ids_XL, mask_XL = jnp.concatenate([ids_a, ids_b]), jnp.concatenate([mask_a, mask_b])
+  key = None if dropout_key is None else jax.random.fold_in(dropout_key,
+                                                            EMBEDDING_DROPOUT_STREAM)
+  x_XLD = _normalise_and_drop(norm, embed_fn(ids_XL), mask_XL, train=train, dropout=dropout,
+                              key=key)
+  if mode == "siamese":
+    return x_XLD, x_XLD, mask_XL, x_XLD
+  batch_size = ids_BL.shape[0]
+  a_BLD, b_BLD = x_XLD[:batch_size], x_XLD[batch_size:]
+  union_BL = jnp.maximum(mask_a, mask_b)
+  return a_BLD, b_BLD, union_BL, 0.5 * (a_BLD + b_BLD)
+
+
+def features(pooled_XJD: jax.Array, mode: str) -> jax.Array:
+  """What heads and probes read from pooled layers [X, J, D]: [B, J, F] (F = feature_width).
+
+  siamese: [u, v, |u - v|, u * v] of sentence A's (u) and B's (v) pooled vectors; the other
+  modes: the pooled vector itself. tanh is applied by the caller (after any layer mix).
+  """
+  if mode != "siamese":
+    return pooled_XJD
+  half = pooled_XJD.shape[0] // 2
+  u, v = pooled_XJD[:half], pooled_XJD[half:]
+  return jnp.concatenate([u, v, jnp.abs(u - v), u * v], axis=-1)

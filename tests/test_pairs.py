@@ -1,0 +1,232 @@
+"""Sentence pairs: the two sentence views, a student whose logit is not additive in A and B,
+a synthetic task only a comparing student can learn, padding, supernet == student."""
+
+import dataclasses
+import functools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from adabert_jax.nas import genotype as genotype_lib, gumbel, inputs, supernet, testing
+from adabert_jax.student import model
+
+TEACHER_WIDTH, VOCAB, POSITIONS, CLASSES = 24, 60, 64, 2
+CLS, SEP = 1, 2
+CFG = supernet.SupernetConfig(hidden=16, k_max=3, num_nodes=3, dropout=0.0)
+CELL = ((2, 0, "conv3"), (2, 1, "dil_conv5"), (3, 1, "max_pool3"), (3, 2, "avg_pool3"),
+        (4, 0, "identity"), (4, 3, "conv7"))
+COMPARING_MODES = ("siamese", "aligned")
+
+
+def _pair_arrays(a_rows, b_rows, length):
+  """Concatenated `[CLS] a [SEP] b [SEP]` arrays with token types, as the tokenizer writes them."""
+  n = len(a_rows)
+  ids, types, mask = (np.zeros((n, length), np.int32) for _ in range(3))
+  for i, (a, b) in enumerate(zip(a_rows, b_rows)):
+    row = [CLS, *a, SEP, *b, SEP]
+    ids[i, :len(row)] = row
+    types[i, len(a) + 2:len(row)] = 1
+    mask[i, :len(row)] = 1
+  return {"input_ids": jnp.asarray(ids), "token_type_ids": jnp.asarray(types),
+          "attention_mask": jnp.asarray(mask)}
+
+
+def _geno(mode, depth=2, ops=CELL):
+  return genotype_lib.Genotype(ops=ops, depth=depth, k_max=CFG.k_max, num_nodes=CFG.num_nodes,
+                               input_mode=mode)
+
+
+def _student(mode, geno=None, seed=0):
+  geno = geno or _geno(mode)
+  params = model.init_student(jax.random.key(seed), geno, CFG.hidden, TEACHER_WIDTH, CLASSES)
+  return geno, params
+
+
+@functools.lru_cache(maxsize=None)
+def _emb():
+  return testing.random_emb_tables(jax.random.key(1), VOCAB, POSITIONS, TEACHER_WIDTH)
+
+
+def test_split_pair_puts_each_sentence_at_position_zero():
+  batch = _pair_arrays([[11, 12, 13], [21]], [[31, 32], [41, 42, 43, 44]], length=12)
+  ids_a, mask_a, ids_b, mask_b = map(np.asarray, inputs.split_pair(
+      batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]))
+  np.testing.assert_array_equal(ids_a[0, :6], [CLS, 11, 12, 13, SEP, 0])
+  np.testing.assert_array_equal(ids_b[0, :5], [CLS, 31, 32, SEP, 0])
+  np.testing.assert_array_equal(ids_a[1, :4], [CLS, 21, SEP, 0])
+  np.testing.assert_array_equal(ids_b[1, :7], [CLS, 41, 42, 43, 44, SEP, 0])
+  np.testing.assert_array_equal(mask_a.sum(1), [5, 3])
+  np.testing.assert_array_equal(mask_b.sum(1), [4, 6])
+  assert not ids_a[mask_a == 0].any() and not ids_b[mask_b == 0].any()
+  # A padding row (all zeros, as eval batches pad) gives two empty sentences.
+  empty = {k: jnp.zeros_like(v) for k, v in batch.items()}
+  views = inputs.split_pair(empty["input_ids"], empty["token_type_ids"],
+                            empty["attention_mask"])
+  assert not any(np.asarray(v).any() for v in views)
+
+
+def _interaction_batch(length=24, seed=0):
+  """(A1,B1), (A1,B2), (A2,B1), (A2,B2): A2 and B2 change tokens in the middle of A1 and B1."""
+  rng = np.random.default_rng(seed)
+  a1, b1 = list(rng.integers(5, VOCAB, 9)), list(rng.integers(5, VOCAB, 8))
+  a2, b2 = list(a1), list(b1)
+  a2[3:6] = rng.integers(5, VOCAB, 3)
+  b2[3:5] = rng.integers(5, VOCAB, 2)
+  return _pair_arrays([a1, a1, a2, a2], [b1, b2, b1, b2], length)
+
+
+def _interaction(logits):
+  z = np.asarray(logits[:, 1] - logits[:, 0])
+  return z[0] - z[1] - z[2] + z[3]
+
+
+@pytest.mark.parametrize("mode", COMPARING_MODES)
+def test_the_logit_is_not_additive_in_the_two_sentences(mode):
+  batch = _interaction_batch()
+  emb = _emb()
+  # The student of a searched-like cell, and the plain CNN.
+  for geno in (_geno(mode), genotype_lib.plain_cnn_genotype(2, CFG.k_max, CFG.num_nodes,
+                                                              input_mode=mode)):
+    _, params = _student(mode, geno)
+    logits = model.student_apply(params, batch, geno, emb_tables=emb)["logits"]
+    assert abs(_interaction(logits)) > 1e-4, (mode, geno.ops)
+  # The supernet under a fixed architecture, in both estimator modes.
+  cfg = dataclasses.replace(CFG, input_mode=mode)
+  params = supernet.init_supernet(jax.random.key(2), cfg, TEACHER_WIDTH, CLASSES)
+  for estimator in supernet.MODES:
+    out = supernet.supernet_apply(params, emb, batch,
+                                  genotype_lib.genotype_to_onehots(_geno(mode), cfg),
+                                  dataclasses.replace(cfg, mode=estimator), train=False)
+    assert abs(_interaction(out["logits"])) > 1e-4, estimator
+
+
+@pytest.mark.parametrize("mode", COMPARING_MODES)
+def test_both_sentences_reach_the_plain_cnn(mode):
+  """Changing the interior of A moves the logit about as much as the same change to B does
+  (the masked form's plain CNN read only segment B in its first cell)."""
+  batch = _interaction_batch()
+  geno = genotype_lib.plain_cnn_genotype(2, CFG.k_max, CFG.num_nodes, input_mode=mode)
+  _, params = _student(mode, geno)
+  z = np.asarray(model.student_apply(params, batch, geno, emb_tables=_emb())["logits"])
+  moved_by_a, moved_by_b = np.abs(z[2] - z[0]).max(), np.abs(z[1] - z[0]).max()
+  assert min(moved_by_a, moved_by_b) > 0.2 * max(moved_by_a, moved_by_b)
+
+
+@pytest.mark.parametrize("mode", inputs.PAIR_MODES)
+def test_padding_never_changes_the_outputs_of_either_stream(mode):
+  batch = _pair_arrays([[11, 12, 13, 14], [21, 22]], [[31, 32], [41, 42, 43, 44, 45]], 16)
+  padded = batch["attention_mask"] == 0
+  junk = dict(batch, input_ids=jnp.where(padded, 7, batch["input_ids"]),
+              token_type_ids=jnp.where(padded, 1, batch["token_type_ids"]))
+  geno, params = _student(mode)
+  out = model.student_apply(params, batch, geno, emb_tables=_emb())
+  out_junk = model.student_apply(params, junk, geno, emb_tables=_emb())
+  for name in ("logits", "layer_logits"):
+    np.testing.assert_allclose(out_junk[name], out[name], rtol=1e-5, atol=1e-6)
+  # Trimmed to a shorter bucket, as length bucketing does: the same outputs.
+  trimmed = {k: v[:, :12] for k, v in batch.items()}
+  np.testing.assert_allclose(model.student_apply(params, trimmed, geno, emb_tables=_emb())
+                             ["logits"], out["logits"], rtol=1e-5, atol=1e-6)
+  cfg = dataclasses.replace(CFG, input_mode=mode)
+  sparams = supernet.init_supernet(jax.random.key(3), cfg, TEACHER_WIDTH, CLASSES)
+  sample = gumbel.sample_architecture(jax.random.key(4), sparams["arch"], 1.0)
+  a = supernet.supernet_apply(sparams, _emb(), batch, sample, cfg, train=False)
+  b = supernet.supernet_apply(sparams, _emb(), junk, sample, cfg, train=False)
+  for name in ("logits", "layer_logits", "pooled"):
+    np.testing.assert_allclose(b[name], a[name], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", inputs.PAIR_MODES)
+def test_supernet_equals_student_under_a_fixed_architecture(mode):
+  cfg = dataclasses.replace(CFG, input_mode=mode)
+  params = supernet.init_supernet(jax.random.key(5), cfg, TEACHER_WIDTH, CLASSES)
+  params["arch"]["alpha_ops"] = jax.random.normal(jax.random.key(6), (cfg.num_edges, 10))
+  params["arch"]["alpha_depth"] = jnp.array([0.0, 2.0, 0.0])
+  geno = genotype_lib.derive_genotype(params["arch"], cfg)
+  assert geno.input_mode == mode
+  batch = testing.random_search_batch(0, 4, 16, VOCAB, CLASSES, 4, pair=True)
+  fixed = supernet.supernet_apply(params, _emb(), batch,
+                                  genotype_lib.genotype_to_onehots(geno, cfg), cfg, train=False)
+  student = model.from_supernet(params, geno, cfg)
+  out = model.student_apply(student, batch, geno, emb_tables=_emb())
+  chex.assert_shape(out["layer_logits"], (4, geno.depth, CLASSES))
+  np.testing.assert_allclose(out["logits"], fixed["logits"], atol=1e-5)
+  np.testing.assert_allclose(out["layer_logits"], fixed["layer_logits"][:, :geno.depth],
+                             atol=1e-5)
+  exported = model.export(student, _emb())
+  np.testing.assert_allclose(model.student_apply(exported, batch, geno)["logits"],
+                             fixed["logits"], atol=1e-5)
+  width = 4 * CFG.hidden if mode == "siamese" else CFG.hidden
+  chex.assert_shape(student["head"]["kernel"], (width, CLASSES))
+
+
+def test_genotypes_keep_their_input_mode_and_aligned_cells_read_both_sentences():
+  geno = _geno("aligned")
+  assert genotype_lib.Genotype.from_json(geno.to_json()) == geno
+  single = dataclasses.replace(geno, input_mode="single")
+  assert "input_mode" not in single.to_json()  # genotypes written before pairs still read
+  assert genotype_lib.plain_cnn_genotype(2, 3, 3, input_mode="aligned").ops[:2] == (
+      (2, 0, "conv3"), (2, 1, "conv3"))
+  from adabert_jax.nas import derive
+  # Removing the cell's only edge from input 0 (sentence A in the first cell) is refused
+  # in aligned mode, allowed otherwise.
+  chain = genotype_lib.plain_cnn_genotype(2, 3, 3, input_mode="aligned")
+  assert derive.with_edge_op(chain, (2, 0), "zero") is None
+  assert derive.with_edge_op(dataclasses.replace(chain, input_mode="siamese"), (2, 0),
+                             "zero") is not None
+  with pytest.raises(genotype_lib.GenotypeError, match="input_mode"):
+    genotype_lib.Genotype(ops=CELL, depth=1, k_max=3, num_nodes=3, input_mode="crossed")
+
+
+# A task no additive model can learn: is sentence B sentence A with its words shuffled (1),
+# or another sentence drawn from the same words (0)? Every word is equally likely in A and
+# in B under both labels, so f(A) + g(B) carries no signal.
+SYN_WORDS, SYN_LEN, SYN_MAX = 8, 6, 16
+
+
+def _synthetic_pairs(n, seed):
+  rng = np.random.default_rng(seed)
+  a_rows, b_rows = [], []
+  labels = rng.integers(0, 2, n)
+  for label in labels:
+    a = rng.integers(5, 5 + SYN_WORDS, SYN_LEN)
+    b = rng.permutation(a) if label else rng.integers(5, 5 + SYN_WORDS, SYN_LEN)
+    a_rows.append(list(a))
+    b_rows.append(list(b))
+  return dict(_pair_arrays(a_rows, b_rows, SYN_MAX), label=jnp.asarray(labels, jnp.int32))
+
+
+def _train_and_score(mode, steps=300, batch_size=64):
+  geno = genotype_lib.plain_cnn_genotype(1, CFG.k_max, CFG.num_nodes, input_mode=mode)
+  params = model.init_student(jax.random.key(0), geno, 32, TEACHER_WIDTH, CLASSES)
+  emb = testing.random_emb_tables(jax.random.key(1), VOCAB, POSITIONS, TEACHER_WIDTH)
+  train, test = _synthetic_pairs(steps * batch_size, 0), _synthetic_pairs(1024, 1)
+  tx = optax.adam(3e-3)
+  opt_state = tx.init(params)
+
+  @jax.jit
+  def step(params, opt_state, batch):
+    def loss(p):
+      logits = model.student_apply(p, batch, geno, emb_tables=emb)["logits"]
+      return optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+    grads = jax.grad(loss)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+  for i in range(steps):
+    batch = {k: v[i * batch_size:(i + 1) * batch_size] for k, v in train.items()}
+    params, opt_state = step(params, opt_state, batch)
+  logits = model.student_apply(params, test, geno, emb_tables=emb)["logits"]
+  return float(np.mean(np.asarray(logits).argmax(-1) == np.asarray(test["label"])))
+
+
+@pytest.mark.slow
+def test_a_comparing_student_learns_what_an_additive_one_cannot():
+  compare = _train_and_score(inputs.DEFAULT_PAIR_MODE)
+  additive = _train_and_score("masked")
+  assert compare >= 0.90, compare
+  assert additive < 0.65, additive
