@@ -230,3 +230,29 @@ def test_a_comparing_student_learns_what_an_additive_one_cannot():
   additive = _train_and_score("masked")
   assert compare >= 0.90, compare
   assert additive < 0.65, additive
+
+
+@pytest.mark.parametrize("mode", ("siamese", "aligned"))
+def test_benchmark_flops_count_both_sentences(mode):
+  """The benchmark's XLA FLOPs of a one-conv pair student: the conv's count (isolated by the
+  second difference over widths, as in test_benchmark_flops.py) is that of 2B sequences in
+  siamese mode (each sentence encoded alone) and of B in aligned mode (one aligned pass)."""
+  from adabert_jax.eval import benchmark
+
+  batch_size, length, vocab = 4, 16, 1100
+  batch = benchmark.random_batch(batch_size, length, vocab_size=vocab, pair=True)
+  geno = genotype_lib.Genotype(ops=((2, 0, "conv3"),), depth=1, k_max=1, num_nodes=1,
+                               input_mode=mode)
+  emb = testing.random_emb_tables(jax.random.key(1), vocab, length, 6)
+
+  def flops(hidden):
+    params = model.export(model.init_student(jax.random.key(0), geno, hidden, 6, CLASSES), emb)
+    return benchmark.measure(benchmark.BenchModel(
+        mode, lambda p, b: model.student_apply(p, b, geno)["logits"], params), batch,
+        repeats=1)["flops"]
+
+  step = 8
+  second_difference = flops(3 * step) - 2 * flops(2 * step) + flops(step)
+  taps = 3 * length - 2  # conv3 over the full length, 'SAME' padding taps not counted
+  sequences = 2 * batch_size if mode == "siamese" else batch_size
+  assert second_difference == 4 * sequences * taps * step ** 2
