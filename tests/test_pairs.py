@@ -164,6 +164,16 @@ def test_supernet_equals_student_under_a_fixed_architecture(mode):
   chex.assert_shape(student["head"]["kernel"], (width, CLASSES))
 
 
+def test_a_genotype_file_must_read_the_task_as_the_search_does(tmp_path):
+  path = str(tmp_path / "genotype.json")
+  _geno("single").save(path)
+  with pytest.raises(genotype_lib.GenotypeError, match="reads its input as 'single'"):
+    genotype_lib.genotype_from_spec(path, 3, 3, input_mode="siamese")
+  assert genotype_lib.genotype_from_spec(path, 3, 3)[0] == _geno("single")
+  plain, _ = genotype_lib.genotype_from_spec("plain_cnn:2", 3, 3, input_mode="aligned")
+  assert plain.input_mode == "aligned"
+
+
 def test_genotypes_keep_their_input_mode_and_aligned_cells_read_both_sentences():
   geno = _geno("aligned")
   assert genotype_lib.Genotype.from_json(geno.to_json()) == geno

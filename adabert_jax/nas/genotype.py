@@ -181,8 +181,8 @@ def random_genotype(seed: int, depth: int, k_max: int, num_nodes: int,
                     input_mode: str = "single") -> Genotype:
   """A uniformly random architecture of the search space at a given depth: like a derived
   genotype, each intermediate node takes 2 distinct earlier nodes, each edge a random
-  non-zero op. In "aligned" mode the first intermediate node reads both input nodes, so the
-  first cell sees both sentences."""
+  non-zero op. Node 2 has only the two input nodes to choose from, so it always reads both:
+  in "aligned" mode the first cell sees both sentences."""
   rng = np.random.default_rng(seed)
   op_names = [n for n in ops.OP_NAMES if n != "zero"]
   chosen = []

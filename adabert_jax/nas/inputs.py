@@ -129,9 +129,9 @@ def cell_inputs(embed_fn: Callable[[jax.Array], jax.Array], norm: dict, batch: d
   check_mode(mode)
   ids_BL, types_BL, mask_BL = (batch["input_ids"], batch["token_type_ids"],
                                batch["attention_mask"])
+  key = (None if dropout_key is None
+         else jax.random.fold_in(dropout_key, EMBEDDING_DROPOUT_STREAM))
   if mode in ("single", "masked"):
-    key = None if dropout_key is None else jax.random.fold_in(dropout_key,
-                                                              EMBEDDING_DROPOUT_STREAM)
     x_BLD = _normalise_and_drop(norm, embed_fn(ids_BL), mask_BL, train=train,
                                 dropout=dropout, key=key)
     if mode == "single":
@@ -140,8 +140,6 @@ def cell_inputs(embed_fn: Callable[[jax.Array], jax.Array], norm: dict, batch: d
     return s0_BLD, s1_BLD, mask_BL, x_BLD
   ids_a, mask_a, ids_b, mask_b = split_pair(ids_BL, types_BL, mask_BL)
   ids_XL, mask_XL = jnp.concatenate([ids_a, ids_b]), jnp.concatenate([mask_a, mask_b])
-  key = None if dropout_key is None else jax.random.fold_in(dropout_key,
-                                                            EMBEDDING_DROPOUT_STREAM)
   x_XLD = _normalise_and_drop(norm, embed_fn(ids_XL), mask_XL, train=train, dropout=dropout,
                               key=key)
   if mode == "siamese":

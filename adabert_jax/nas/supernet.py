@@ -11,7 +11,8 @@ Structure (the paper's, with DARTS conventions where it is silent):
   and sentence B, each from position 0, as the two inputs.
 - Nodes are numbered 0, 1 (the inputs) and 2 .. 2+N-1 (intermediate). Intermediate node j gets
   one edge from every earlier node: 2 + 3 + 4 = 9 edges for N = 3, in the order of `cell_edges`.
-  Every op is computed with the full attention mask (stream A is simply zero on segment B).
+  Every op uses the mask cell_inputs gives the cells (in aligned mode the union of the two
+  sentences' masks: each stream is simply zero where its sentence has ended).
 - The cell output is a softmax-weighted sum (learned logits per cell) of its intermediate nodes,
   layer-normalised without affine parameters (ops.normalize_tokens: keeps the scale from
   compounding over cells along identity/pooling paths), followed by dropout when training.
