@@ -141,6 +141,36 @@ def test_padding_never_changes_the_outputs_of_either_stream(mode):
 
 
 @pytest.mark.parametrize("mode", inputs.PAIR_MODES)
+def test_host_views_are_trimmed_and_change_no_output(mode):
+  # Concatenations of 9 and 11 tokens in 64 positions; the longer sentence has 7 tokens.
+  batch = {k: np.asarray(v) for k, v in _pair_arrays(
+      [[11, 12, 13, 14, 15], [21, 22]], [[31, 32], [41, 42, 43, 44, 45]], 64).items()}
+  batch["label"] = np.array([0, 1], np.int32)
+  host = inputs.host_batch(batch, mode)
+  if mode == "masked":
+    assert host is batch
+  else:
+    assert set(host) == {"label", *inputs.PAIR_VIEWS}
+    chex.assert_shape([host[name] for name in inputs.PAIR_VIEWS], (2, 16))
+    in_jit = inputs.split_pair(*(jnp.asarray(batch[k]) for k in
+                                 ("input_ids", "token_type_ids", "attention_mask")))
+    for name, view in zip(inputs.PAIR_VIEWS, in_jit):
+      np.testing.assert_array_equal(host[name], np.asarray(view)[:, :16])
+  geno, params = _student(mode)
+  np.testing.assert_allclose(model.student_apply(params, host, geno, emb_tables=_emb())
+                             ["logits"],
+                             model.student_apply(params, batch, geno, emb_tables=_emb())
+                             ["logits"], rtol=1e-5, atol=1e-6)
+  cfg = dataclasses.replace(CFG, input_mode=mode)
+  sparams = supernet.init_supernet(jax.random.key(3), cfg, TEACHER_WIDTH, CLASSES)
+  sample = gumbel.sample_architecture(jax.random.key(4), sparams["arch"], 1.0)
+  np.testing.assert_allclose(
+      supernet.supernet_apply(sparams, _emb(), host, sample, cfg, train=False)["logits"],
+      supernet.supernet_apply(sparams, _emb(), batch, sample, cfg, train=False)["logits"],
+      rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", inputs.PAIR_MODES)
 def test_supernet_equals_student_under_a_fixed_architecture(mode):
   cfg = dataclasses.replace(CFG, input_mode=mode)
   params = supernet.init_supernet(jax.random.key(5), cfg, TEACHER_WIDTH, CLASSES)

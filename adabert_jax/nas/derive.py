@@ -44,7 +44,7 @@ from adabert_jax.data import batching
 from adabert_jax.data.tasks import Task
 from adabert_jax.errors import UserError
 from adabert_jax.eval import plots
-from adabert_jax.nas import costs, genotype as genotype_lib, losses, ops, supernet
+from adabert_jax.nas import costs, genotype as genotype_lib, inputs, losses, ops, supernet
 from adabert_jax.nas.supernet import NUM_INPUT_NODES
 from adabert_jax.train import sharding
 
@@ -169,7 +169,8 @@ def heldout_scorer(params, emb_tables, held: dict[str, np.ndarray],
   examples; per_example [n] is each example's task loss, in the order of `held`."""
   fn = _jitted_heldout_losses(cfg, loss_cfg)
   mesh = sharding.make_mesh(1)
-  batches = [(idx, sharding.shard_batch(b, mesh)) for idx, b in
+  batches = [(idx, sharding.shard_batch(inputs.host_batch(b, cfg.input_mode), mesh))
+             for idx, b in
              batching.length_sorted_eval_batches(held, batch_size, max_len)]
   n = len(held["label"])
 

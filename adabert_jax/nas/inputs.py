@@ -20,8 +20,12 @@ Input modes (static, one per task):
 Every mode puts the projected embedding through a LayerNorm (learned scale and bias) and
 dropout (training only), as the authors do, and every head and probe applies tanh before its
 linear layer. The teacher always reads the concatenated pair; the two sentence views are cut
-out of that same array here, inside jit, so tokenization, caches and the precomputed
-knowledge are shared by every mode.
+out of that same array (`split_pair`), so tokenization, caches and the precomputed knowledge
+are shared by every mode. The training and evaluation loops cut them on the host
+(`host_batch`), where each view can be trimmed to the longer sentence of its batch: the
+concatenation's length holds both sentences, so views of that length would be about half
+padding, and the cells' work grows with it. A batch without views is cut inside jit, with
+the same function.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from typing import Any, Callable
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from adabert_jax.data import batching
 
 PAIR_MODES = ("siamese", "aligned", "masked")
 INPUT_MODES = ("single",) + PAIR_MODES
@@ -38,6 +45,12 @@ DEFAULT_PAIR_MODE = "siamese"
 LAYER_NORM_EPS = 1e-5
 # Folded into the dropout key for the embedding's mask (cells use their index, 0..k_max-1).
 EMBEDDING_DROPOUT_STREAM = 1_000_003
+# The two sentences of a pair as `host_batch` cuts them: ids and mask of A, then of B.
+PAIR_VIEWS = ("input_ids_a", "attention_mask_a", "input_ids_b", "attention_mask_b")
+# Views are trimmed to a multiple of this: at max_len 128 at most 8 shapes to compile, and
+# on MRPC 1.8x fewer positions than views of the concatenation's length (1.5x with
+# power-of-two lengths); RTE's long premises leave 1.3x.
+VIEW_LENGTH_STEP = 16
 
 
 def check_mode(mode: str) -> None:
@@ -68,32 +81,62 @@ def masked_mean(x_BLD: jax.Array, mask_BL: jax.Array) -> jax.Array:
   return jnp.sum(x_BLD * m_BL1, axis=1) / jnp.maximum(jnp.sum(m_BL1, axis=1), 1.0)
 
 
-def split_pair(ids_BL: jax.Array, types_BL: jax.Array, mask_BL: jax.Array
+def split_pair(ids_BL: jax.Array, types_BL: jax.Array, mask_BL: jax.Array, xp=jnp
                ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
   """The two sentences of `[CLS] a [SEP] b [SEP]` (token types 0 then 1), each from position
   0 as BERT would tokenise it alone: (ids_a, mask_a, ids_b, mask_b), each [B, L].
 
   A is `[CLS] a [SEP]` where it already is; B is `[CLS] b [SEP]`, moved to the front (its
   [CLS] copied from position 0). A row without a segment B (padding) gives an empty B.
+  xp: jnp inside jit, np on the host (`host_batch`); the same code either way.
   """
   chex.assert_equal_shape([ids_BL, types_BL, mask_BL])
   length = ids_BL.shape[1]
   real_BL = mask_BL > 0
   seg_b_BL = (types_BL == 1) & real_BL
   seg_a_BL = real_BL & ~seg_b_BL
-  len_a_B1 = jnp.sum(seg_a_BL, axis=1, keepdims=True)
-  len_b_B1 = jnp.sum(seg_b_BL, axis=1, keepdims=True)
-  t_1L = jnp.arange(length)[None, :]
+  len_a_B1 = xp.sum(seg_a_BL, axis=1, keepdims=True)
+  len_b_B1 = xp.sum(seg_b_BL, axis=1, keepdims=True)
+  t_1L = xp.arange(length)[None, :]
   # B's token t >= 1 is the concatenation's token len_a - 1 + t.
-  source_BL = jnp.clip(len_a_B1 - 1 + t_1L, 0, length - 1)
-  moved_BL = jnp.take_along_axis(ids_BL, source_BL, axis=1)
+  source_BL = xp.clip(len_a_B1 - 1 + t_1L, 0, length - 1)
+  moved_BL = xp.take_along_axis(ids_BL, source_BL, axis=1)
   in_b_BL = (t_1L >= 1) & (t_1L <= len_b_B1)
   mask_b_BL = in_b_BL | ((t_1L == 0) & (len_b_B1 > 0))
-  ids_b_BL = jnp.where(t_1L == 0, ids_BL[:, :1], jnp.where(in_b_BL, moved_BL, 0))
-  ids_b_BL = jnp.where(mask_b_BL, ids_b_BL, 0)
-  ids_a_BL = jnp.where(seg_a_BL, ids_BL, 0)
+  ids_b_BL = xp.where(t_1L == 0, ids_BL[:, :1], xp.where(in_b_BL, moved_BL, 0))
+  ids_b_BL = xp.where(mask_b_BL, ids_b_BL, 0)
+  ids_a_BL = xp.where(seg_a_BL, ids_BL, 0)
   as_mask = lambda m: m.astype(mask_BL.dtype)
   return ids_a_BL, as_mask(seg_a_BL), ids_b_BL, as_mask(mask_b_BL)
+
+
+def reads_views(mode: str) -> bool:
+  """Whether the mode reads the two sentences as separate views (siamese, aligned)."""
+  check_mode(mode)
+  return mode in ("siamese", "aligned")
+
+
+def host_batch(batch: dict[str, np.ndarray], mode: str) -> dict[str, np.ndarray]:
+  """The batch as the student reads it, prepared on the host: for siamese and aligned, the
+  concatenated sequences are replaced by the two sentence views (`PAIR_VIEWS`), trimmed to
+  the shortest multiple of VIEW_LENGTH_STEP that holds the longer sentence of the batch;
+  other modes get the batch unchanged. Outputs equal those of the untrimmed batch, since
+  padding never changes any output.
+  """
+  if not reads_views(mode):
+    return batch
+  views = split_pair(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
+                     xp=np)
+  longest = max(int(views[1].sum(1).max()), int(views[3].sum(1).max()), 1)
+  view_len = min(batch["input_ids"].shape[1], -(-longest // VIEW_LENGTH_STEP) * VIEW_LENGTH_STEP)
+  out = {name: a for name, a in batch.items() if name not in batching.SEQUENCE_FEATURES}
+  out.update({name: v[:, :view_len] for name, v in zip(PAIR_VIEWS, views)})
+  return out
+
+
+def batch_size(batch: dict[str, Any]) -> int:
+  """The number of examples in a batch, with or without pair views."""
+  return (batch["input_ids_a"] if "input_ids_a" in batch else batch["input_ids"]).shape[0]
 
 
 def masked_streams(x_BLD: jax.Array, token_type_ids_BL: jax.Array,
@@ -127,25 +170,32 @@ def cell_inputs(embed_fn: Callable[[jax.Array], jax.Array], norm: dict, batch: d
   embed_fn: ids [X, L] -> projected embedding [X, L, H] (positions from 0).
   """
   check_mode(mode)
-  ids_BL, types_BL, mask_BL = (batch["input_ids"], batch["token_type_ids"],
-                               batch["attention_mask"])
   key = (None if dropout_key is None
          else jax.random.fold_in(dropout_key, EMBEDDING_DROPOUT_STREAM))
-  if mode in ("single", "masked"):
+  if not reads_views(mode):
+    ids_BL, types_BL, mask_BL = (batch["input_ids"], batch["token_type_ids"],
+                                 batch["attention_mask"])
+    chex.assert_rank(ids_BL, 2)
+    chex.assert_equal_shape([ids_BL, types_BL, mask_BL])
     x_BLD = _normalise_and_drop(norm, embed_fn(ids_BL), mask_BL, train=train,
                                 dropout=dropout, key=key)
     if mode == "single":
       return x_BLD, x_BLD, mask_BL, x_BLD
     s0_BLD, s1_BLD = masked_streams(x_BLD, types_BL, mask_BL)
     return s0_BLD, s1_BLD, mask_BL, x_BLD
-  ids_a, mask_a, ids_b, mask_b = split_pair(ids_BL, types_BL, mask_BL)
+  if PAIR_VIEWS[0] in batch:
+    ids_a, mask_a, ids_b, mask_b = (batch[name] for name in PAIR_VIEWS)
+  else:
+    ids_a, mask_a, ids_b, mask_b = split_pair(batch["input_ids"], batch["token_type_ids"],
+                                              batch["attention_mask"])
+  chex.assert_rank(ids_a, 2)
+  chex.assert_equal_shape([ids_a, mask_a, ids_b, mask_b])
   ids_XL, mask_XL = jnp.concatenate([ids_a, ids_b]), jnp.concatenate([mask_a, mask_b])
   x_XLD = _normalise_and_drop(norm, embed_fn(ids_XL), mask_XL, train=train, dropout=dropout,
                               key=key)
   if mode == "siamese":
     return x_XLD, x_XLD, mask_XL, x_XLD
-  batch_size = ids_BL.shape[0]
-  a_BLD, b_BLD = x_XLD[:batch_size], x_XLD[batch_size:]
+  a_BLD, b_BLD = x_XLD[:ids_a.shape[0]], x_XLD[ids_a.shape[0]:]
   union_BL = jnp.maximum(mask_a, mask_b)
   return a_BLD, b_BLD, union_BL, 0.5 * (a_BLD + b_BLD)
 

@@ -100,6 +100,7 @@ def evaluate_fixed(params, emb_tables, arrays, sample, cfg: supernet.SupernetCon
   preds = []
   for batch in batching.eval_batches(arrays, batch_size):
     n_real = int(batch.pop("weight").sum())
+    batch = inputs.host_batch(batch, cfg.input_mode)
     logits = fn(params, emb_tables, sharding.shard_batch(batch, mesh), sample)
     preds.append(np.asarray(logits).argmax(-1)[:n_real])
   return metrics_lib.compute_metrics(task, np.concatenate(preds), arrays["label"])
@@ -182,6 +183,7 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
     for batch in batching.epoch_batches(train, cfg.batch_size, data_key, epoch,
                                         config.data.max_len, bucket=cfg.bucket_lengths,
                                         start_step=in_epoch):
+      batch = inputs.host_batch(batch, setup.supernet.input_mode)
       state, metrics = step_fn(state, sharding.shard_batch(batch, mesh), emb, search_key,
                                step)
       metrics = jax.device_get(metrics)

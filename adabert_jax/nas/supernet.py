@@ -278,14 +278,10 @@ def supernet_apply(params: Params, emb_tables: dict[str, jax.Array], batch: dict
   pooled [X, k_max + 1, D] (layer 0 = embedding; X = B, or 2B in siamese mode: A then B).
   """
   weights = params["weights"]
-  ids_BL, types_BL, mask_BL = (batch["input_ids"], batch["token_type_ids"],
-                               batch["attention_mask"])
-  chex.assert_rank(ids_BL, 2)
-  chex.assert_equal_shape([ids_BL, types_BL, mask_BL])
   _check_sample(sample, cfg)
   if train and cfg.dropout > 0 and dropout_key is None:
     raise ValueError("supernet_apply(train=True) with dropout needs a dropout_key")
-  batch_size = ids_BL.shape[0]
+  batch_size = inputs.batch_size(batch)
   h, k_max = cfg.hidden, cfg.k_max
 
   stream_a_XLD, stream_b_XLD, cell_mask_XL, layer0_XLD = inputs.cell_inputs(

@@ -114,8 +114,6 @@ def student_apply(params: Params, batch: dict[str, Any], geno: Genotype, *,
                   dropout: float = 0.0, dropout_key: jax.Array | None = None
                   ) -> dict[str, jax.Array]:
   """logits [B, C], and layer_logits [B, K, C] when the params have probes."""
-  ids_BL = batch["input_ids"]
-  chex.assert_rank(ids_BL, 2)
   mode = geno.input_mode
   s0_XLD, s1_XLD, mask_XL, layer0_XLD = inputs.cell_inputs(
       lambda ids: _embed(params["embedding"], emb_tables, ids), params["embedding"], batch,
@@ -147,5 +145,5 @@ def student_apply(params: Params, batch: dict[str, Any], geno: Genotype, *,
     probe_in_BKF = jnp.tanh(inputs.features(pooled_XJD[:, 1:], mode))
     out["layer_logits"] = (jnp.einsum("bkf,kfc->bkc", probe_in_BKF,
                                       params["probes"]["kernel"]) + params["probes"]["bias"])
-  chex.assert_shape(out["logits"], (ids_BL.shape[0], None))
+  chex.assert_shape(out["logits"], (inputs.batch_size(batch), None))
   return out

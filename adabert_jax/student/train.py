@@ -20,7 +20,7 @@ from adabert_jax import io_utils
 from adabert_jax.data import batching
 from adabert_jax.data.tasks import Task
 from adabert_jax.eval import metrics as metrics_lib
-from adabert_jax.nas import losses
+from adabert_jax.nas import inputs, losses
 from adabert_jax.nas.genotype import Genotype
 from adabert_jax.student import model
 from adabert_jax.train import checkpoints, progress, sharding
@@ -52,6 +52,7 @@ def predict(params, geno: Genotype, arrays, emb_tables, batch_size: int, mesh) -
   for start, batch in zip(range(0, len(preds), batch_size),
                           batching.eval_batches(arrays, batch_size)):
     n = int(batch.pop("weight").sum())
+    batch = inputs.host_batch(batch, geno.input_mode)
     logits = fn(params, sharding.shard_batch(batch, mesh), emb_tables)
     preds[start:start + n] = np.asarray(logits).argmax(-1)[:n]
   return preds
@@ -127,6 +128,7 @@ def train_student(config: ml_collections.ConfigDict, task: Task, geno: Genotype,
     for batch in batching.epoch_batches(train, cfg.batch_size, data_key, epoch,
                                         config.data.max_len, bucket=cfg.bucket_lengths,
                                         start_step=in_epoch):
+      batch = inputs.host_batch(batch, geno.input_mode)
       params, opt_state, terms = step_fn(params, opt_state, sharding.shard_batch(batch, mesh),
                                          jax.random.fold_in(dropout_key, step))
       step += 1
