@@ -8,8 +8,8 @@ every edge of every cell) at several depths. Use the flags the search ran with:
 
 If every row scores about the same, CE and KD cannot prefer one architecture over another
 and alpha follows the efficiency term; if the rows rank architectures the derived genotype
-does not resemble, the gradient to alpha, not the supernet, is at fault (see the README,
-"Searching on a CPU").
+does not resemble, the gradient to alpha, not the supernet, is at fault (see
+docs/search-on-cpu.md).
 """
 
 import os

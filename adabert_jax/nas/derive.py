@@ -17,7 +17,7 @@ Two rules (config.derive.method):
 
 Why "measured" exists: on a CPU-length search the first-order straight-through gradient to
 alpha drifts to parameter-free ops even with beta = 0, while the supernet's weights, scored
-under fixed architectures, rank convolutions first (README, "Searching on a CPU"). Scoring the
+under fixed architectures, rank convolutions first (docs/search-on-cpu.md). Scoring the
 candidates directly replaces the biased gradient with the quantity it estimates, much as
 DARTS-PT (Wang et al., 2021) selects ops by their measured effect on the supernet.
 

@@ -148,7 +148,7 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
     c.teacher.learning_rate = 5e-5
     # At that search length the first-order gradient to alpha drifts to parameter-free ops
     # whatever beta is, while the supernet's weights do rank the ops (convolutions first)
-    # when trained on the full set (README, "Searching on a CPU"). So alpha only steers the
+    # when trained on the full set (docs/search-on-cpu.md). So alpha only steers the
     # sampling here (beta = 0), the first epochs sample uniformly while the weights warm
     # up, and the architecture is derived from the supernet's measured loss on held-out
     # training examples (search.holdout).
