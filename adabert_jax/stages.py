@@ -202,7 +202,7 @@ def ensure_student(config, task, splits, knowledge, workdir, search_result, *, g
   plus the `augmented` copies (ensure_augmented) when there are any."""
   import jax
 
-  from adabert_jax.data import batching
+  from adabert_jax.data import batching, pipeline as data_pipeline
   from adabert_jax.nas import search
   from adabert_jax.student import model, train as student_train
   from adabert_jax.train import checkpoints
@@ -231,7 +231,8 @@ def ensure_student(config, task, splits, knowledge, workdir, search_result, *, g
       train = {k: np.concatenate([train[k], augmented[k]]) for k in train}
     return student_train.train_student(config, task, geno, params, train,
                                        splits[task.main_dev_split], knowledge["emb_tables"],
-                                       student_dir(workdir, name), name)
+                                       student_dir(workdir, name), name,
+                                       vocab=data_pipeline.teacher_vocab(config))
 
   return run_stage(name, student_dir(workdir, name), "result.json", fingerprint, overwrite,
                    run)
@@ -268,14 +269,16 @@ def ensure_baselines(config, task, splits, knowledge, workdir, search_result,
 
 
 def load_student(workdir: str, name: str = "student"):
-  """(genotype, exported params) of a trained student."""
-  from adabert_jax.nas import genotype as genotype_lib
-  from adabert_jax.train import checkpoints
+  """(genotype, exported params, result) of a trained student, from its export folder."""
+  from adabert_jax.student import export
 
   sdir = student_dir(workdir, name)
+  if not os.path.isfile(os.path.join(sdir, "result.json")):
+    raise UserError(f"{sdir} has no finished student (no result.json): run its training "
+                    "first (pipeline.py or train_student.py with this --workdir).")
   result = io_utils.load_json(os.path.join(sdir, "result.json"))
-  geno = genotype_lib.Genotype.from_json(json.dumps(result["genotype"]))
-  return geno, checkpoints.restore_pytree(os.path.join(sdir, "exported")), result
+  params, geno, _, _ = export.load_export(os.path.join(sdir, export.EXPORT_DIR))
+  return geno, params, result
 
 
 def dev_comparisons(task, splits, knowledge, workdir, baseline_names=()) -> dict[str, dict]:

@@ -23,6 +23,11 @@ def source_from_config(task: Task, data: ml_collections.ConfigDict) -> sources.S
                              dev_fraction=data.dev_fraction)
 
 
+def teacher_vocab(config: ml_collections.ConfigDict) -> tokenization.Vocab:
+  """The WordPiece vocabulary of the configured teacher: every stage tokenizes with it."""
+  return tokenization.load_vocab(assets.resolve_model_dir(config.teacher.checkpoint))
+
+
 def load_task_data(config: ml_collections.ConfigDict
                    ) -> tuple[Task, dict[str, dict[str, np.ndarray]], tokenization.Vocab]:
   """Tokenized arrays of every split of ``config.task`` (cached on disk).
@@ -31,7 +36,7 @@ def load_task_data(config: ml_collections.ConfigDict
   """
   task = get_task(config.task)
   source = source_from_config(task, config.data)
-  vocab = tokenization.load_vocab(assets.resolve_model_dir(config.teacher.checkpoint))
+  vocab = teacher_vocab(config)
   cache_dir = config.data.cache_dir or default_cache_dir()
   splits = {}
   for split in task.splits:

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
+from adabert_jax import io_utils
 from adabert_jax.data.tasks import OFFLINE_TASKS, Task
 from adabert_jax.errors import UserError
 
@@ -101,46 +102,80 @@ class GlueDirSource:
 
   def read(self, task: Task, split: str) -> RawSplit:
     path = self.path(task, split)
-    with open(path, "rb") as f:
-      data = f.read()
-    try:
-      text = data.decode("utf-8-sig")  # MRPC's header starts with a byte-order mark.
-    except UnicodeDecodeError as e:
-      raise UserError(f"{path} is not UTF-8 text ({e}). Is it a GLUE TSV?") from None
-    # Split on tabs and newlines only, with quoting off: GLUE fields hold bare `"`
-    # characters that a CSV reader would treat as quotes, silently merging rows.
-    lines = [line.rstrip("\r") for line in text.split("\n")]
-    while lines and not lines[-1]:
-      lines.pop()
-    if task.tsv_columns is None:
-      if not lines:
-        raise UserError(f"{path} is empty: re-download {task.glue_name}.")
-      header, first_line = lines[0].split("\t"), 2
-      lines = lines[1:]
-    else:
-      header, first_line = list(task.tsv_columns), 1
-    wanted = task.text_columns + (task.label_column,)
-    missing = [c for c in wanted if c not in header]
-    if missing:
+    columns, line_numbers = _tsv_columns(path, task, task.text_columns + (task.label_column,),
+                                         task.tsv_columns)
+    labels = _label_ids(task, columns[-1], path, line_numbers)
+    return _nonempty(RawSplit(task.name, split, tuple(columns[:-1]), labels), path)
+
+  def test_path(self, task: Task, stem: str) -> str:
+    if not task.glue_name:
+      raise UserError(f"Task {task.name!r} is not a GLUE task: it has no GLUE test file.")
+    path = os.path.join(self.glue_dir, task.glue_name, f"{stem}.tsv")
+    if not os.path.isfile(path):
+      raise UserError(f"Missing {path} (--glue_dir={self.glue_dir}): GLUE's unlabelled test "
+                      f"file of {task.glue_name}, as its download script writes it.")
+    return path
+
+  def read_test(self, task: Task, stem: str = "test") -> tuple[list[str], tuple[list[str], ...]]:
+    """(index column, text columns) of an unlabelled GLUE test file, in file order; its
+    columns are `index` and the task's text fields (no label), under a header row."""
+    path = self.test_path(task, stem)
+    columns, _ = _tsv_columns(path, task, ("index",) + task.text_columns, None)
+    if not columns[0]:
+      raise UserError(f"{path} has no examples: re-download {task.glue_name}.")
+    return columns[0], tuple(columns[1:])
+
+
+def write_glue_submission(path: str, indices: list[str], predictions: list[str]) -> None:
+  """A GLUE server submission file: `index<TAB>prediction`, a row per test example in the
+  test file's order, predictions as the task's label names."""
+  if len(indices) != len(predictions):
+    raise ValueError(f"{len(indices)} indices but {len(predictions)} predictions")
+  rows = ["index\tprediction"] + [f"{i}\t{p}" for i, p in zip(indices, predictions)]
+  io_utils.save_text_atomic(path, "\n".join(rows) + "\n")
+
+
+def _tsv_columns(path: str, task: Task, wanted: tuple[str, ...],
+                 fixed_header: tuple[str, ...] | None) -> tuple[list[list[str]], list[int]]:
+  """The `wanted` columns of a GLUE TSV (each a list of strings) and each row's line number.
+  `fixed_header`: the column names of a file without a header row (CoLA's train and dev)."""
+  with open(path, "rb") as f:
+    data = f.read()
+  try:
+    text = data.decode("utf-8-sig")  # MRPC's header starts with a byte-order mark.
+  except UnicodeDecodeError as e:
+    raise UserError(f"{path} is not UTF-8 text ({e}). Is it a GLUE TSV?") from None
+  # Split on tabs and newlines only, with quoting off: GLUE fields hold bare `"`
+  # characters that a CSV reader would treat as quotes, silently merging rows.
+  lines = [line.rstrip("\r") for line in text.split("\n")]
+  while lines and not lines[-1]:
+    lines.pop()
+  if fixed_header is None:
+    if not lines:
+      raise UserError(f"{path} is empty: re-download {task.glue_name}.")
+    header, first_line = lines[0].split("\t"), 2
+    lines = lines[1:]
+  else:
+    header, first_line = list(fixed_header), 1
+  missing = [c for c in wanted if c not in header]
+  if missing:
+    raise UserError(
+        f"{path}: columns {header} do not match task {task.name!r}, which needs "
+        f"{list(wanted)} (missing {missing}). Is this the {task.glue_name} file, and is "
+        "--task right?")
+  cols = [header.index(c) for c in wanted]
+  columns: list[list[str]] = [[] for _ in wanted]
+  line_numbers = []
+  for n, line in enumerate(lines, start=first_line):
+    fields = line.split("\t")
+    if len(fields) != len(header):
       raise UserError(
-          f"{path}: columns {header} do not match task {task.name!r}, which needs "
-          f"{list(wanted)} (missing {missing}). Is this the {task.glue_name} file, and is "
-          "--task right?")
-    cols = [header.index(c) for c in wanted]
-    texts: tuple[list[str], ...] = tuple([] for _ in task.text_columns)
-    raw_labels, line_numbers = [], []
-    for n, line in enumerate(lines, start=first_line):
-      fields = line.split("\t")
-      if len(fields) != len(header):
-        raise UserError(
-            f"{path} line {n}: {len(fields)} tab-separated fields where the header has "
-            f"{len(header)}. The file is damaged or not a GLUE TSV; re-download it.")
-      for j, c in enumerate(cols[:-1]):
-        texts[j].append(fields[c])
-      raw_labels.append(fields[cols[-1]])
-      line_numbers.append(n)
-    labels = _label_ids(task, raw_labels, path, line_numbers)
-    return _nonempty(RawSplit(task.name, split, texts, labels), path)
+          f"{path} line {n}: {len(fields)} tab-separated fields where the header has "
+          f"{len(header)}. The file is damaged or not a GLUE TSV; re-download it.")
+    for column, c in zip(columns, cols):
+      column.append(fields[c])
+    line_numbers.append(n)
+  return columns, line_numbers
 
 
 # ---------------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ class Task:
     tfds_name: tensorflow-datasets builder name, if any.
     tfds_text_fields: the text fields in tensorflow-datasets' records.
     tfds_dev_splits: tensorflow-datasets' names for ``dev_splits``, same order.
+    glue_test: (test file stem, submission file stem) of each unlabelled GLUE test file;
+      empty means the usual (``test``, ``glue_name``).
   """
 
   name: str
@@ -36,6 +38,7 @@ class Task:
   tfds_name: str = ""
   tfds_text_fields: tuple[str, ...] = ()
   tfds_dev_splits: tuple[str, ...] = ("validation",)
+  glue_test: tuple[tuple[str, str], ...] = ()
 
   @property
   def num_classes(self) -> int:
@@ -52,6 +55,13 @@ class Task:
   @property
   def main_dev_split(self) -> str:
     return self.dev_splits[0]
+
+  @property
+  def glue_test_files(self) -> tuple[tuple[str, str], ...]:
+    """(test file stem, submission file stem) pairs: SST-2's test.tsv -> SST-2.tsv."""
+    if not self.glue_name:
+      return ()
+    return self.glue_test or (("test", self.glue_name),)
 
 
 _BINARY = ("0", "1")
@@ -73,7 +83,8 @@ TASKS: dict[str, Task] = {
              ("entailment", "neutral", "contradiction"), "accuracy",
              dev_splits=("dev_matched", "dev_mismatched"), tfds_name="glue/mnli",
              tfds_text_fields=("premise", "hypothesis"),
-             tfds_dev_splits=("validation_matched", "validation_mismatched")),
+             tfds_dev_splits=("validation_matched", "validation_mismatched"),
+             glue_test=(("test_matched", "MNLI-m"), ("test_mismatched", "MNLI-mm"))),
         Task("qnli", "QNLI", ("question", "sentence"), "label", _NLI2, "accuracy",
              tfds_name="glue/qnli", tfds_text_fields=("question", "sentence")),
         Task("rte", "RTE", ("sentence1", "sentence2"), "label", _NLI2, "accuracy",

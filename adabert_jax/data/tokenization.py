@@ -74,17 +74,28 @@ def make_tokenizer(vocab: Vocab, max_len: int):
   return tokenizer
 
 
-def tokenize(raw: RawSplit, vocab: Vocab, max_len: int) -> dict[str, np.ndarray]:
-  """Tokenizes a split into int32 arrays [N, max_len] (+ labels [N])."""
+def encode(texts: tuple[list[str], ...], vocab: Vocab, max_len: int
+           ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+  """The sequence arrays [N, max_len] of one or two text fields, and which of the N
+  examples were cut to fit max_len (bool [N])."""
   tokenizer = make_tokenizer(vocab, max_len)
-  inputs = list(zip(*raw.texts)) if len(raw.texts) == 2 else raw.texts[0]
+  inputs = list(zip(*texts)) if len(texts) == 2 else list(texts[0])
   encodings = tokenizer.encode_batch(inputs)
   arrays = {
-      "input_ids": np.array([e.ids for e in encodings], np.int32),
-      "token_type_ids": np.array([e.type_ids for e in encodings], np.int32),
-      "attention_mask": np.array([e.attention_mask for e in encodings], np.int32),
-      "label": np.asarray(raw.labels, np.int32),
+      "input_ids": np.array([e.ids for e in encodings], np.int32).reshape(-1, max_len),
+      "token_type_ids": np.array([e.type_ids for e in encodings],
+                                 np.int32).reshape(-1, max_len),
+      "attention_mask": np.array([e.attention_mask for e in encodings],
+                                 np.int32).reshape(-1, max_len),
   }
+  truncated = np.array([bool(e.overflowing) for e in encodings], bool)
+  return arrays, truncated
+
+
+def tokenize(raw: RawSplit, vocab: Vocab, max_len: int) -> dict[str, np.ndarray]:
+  """Tokenizes a split into int32 arrays [N, max_len] (+ labels [N])."""
+  arrays, _ = encode(raw.texts, vocab, max_len)
+  arrays["label"] = np.asarray(raw.labels, np.int32)
   n = len(raw)
   for name in FEATURES[:3]:
     assert arrays[name].shape == (n, max_len), (name, arrays[name].shape)

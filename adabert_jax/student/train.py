@@ -22,7 +22,8 @@ from adabert_jax.data.tasks import Task
 from adabert_jax.eval import metrics as metrics_lib
 from adabert_jax.nas import inputs, losses
 from adabert_jax.nas.genotype import Genotype
-from adabert_jax.student import model
+from adabert_jax.data.tokenization import Vocab
+from adabert_jax.student import export, model
 from adabert_jax.train import checkpoints, progress, sharding
 
 
@@ -71,10 +72,11 @@ def evaluate(params, geno, task: Task, arrays, emb_tables, batch_size, mesh) -> 
 
 def train_student(config: ml_collections.ConfigDict, task: Task, geno: Genotype,
                   init_params: dict, train: dict[str, np.ndarray], dev: dict[str, np.ndarray],
-                  emb_tables: dict[str, np.ndarray], out_dir: str, name: str = "student"
-                  ) -> dict:
+                  emb_tables: dict[str, np.ndarray], out_dir: str, name: str = "student", *,
+                  vocab: Vocab) -> dict:
   """Trains a student (from `init_params`) on train + precomputed knowledge; keeps the best
-  dev checkpoint. Writes <out_dir>/{params/, exported/, result.json, log.jsonl}."""
+  dev checkpoint. Writes <out_dir>/{params/, export/, result.json, log.jsonl}; export/ is
+  the self-contained folder of student/export.py (`vocab` is the teacher's)."""
   cfg = config.student
   os.makedirs(out_dir, exist_ok=True)
   mesh = sharding.make_mesh()
@@ -152,7 +154,8 @@ def train_student(config: ml_collections.ConfigDict, task: Task, geno: Genotype,
     checkpoints.save_pytree(os.path.join(out_dir, "params"), params)
   best_params = checkpoints.restore_pytree(os.path.join(out_dir, "params"))
   exported = model.export(best_params, emb_tables)
-  checkpoints.save_pytree(os.path.join(out_dir, "exported"), exported)
+  export.write_export(os.path.join(out_dir, export.EXPORT_DIR), exported, geno, task, vocab,
+                      config.data.max_len)
   result = {"name": name, "task": task.name, "genotype": json.loads(geno.to_json()),
             "dev": best["dev"], "best_epoch": best["epoch"], "epochs": cfg.epochs,
             "train_examples": batching.num_examples(train),
