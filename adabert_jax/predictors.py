@@ -91,17 +91,28 @@ class Predictor:
 class Student(Predictor):
   """An exported student, ready to classify text (see the module docstring)."""
 
+  RUNTIMES = ("jax", "stablehlo", "onnx")
+
   def __init__(self, params: dict, geno: Genotype, task: export.ExportedTask,
-               vocab: tokenization.Vocab, max_len: int):
+               vocab: tokenization.Vocab, max_len: int,
+               compiled: Callable | None = None):
     self.params = jax.tree.map(np.asarray, params)
     self.genotype, self.task, self.vocab, self.max_len = geno, task, vocab, max_len
     self.task_name, self.label_names, self.is_pair = task.name, task.labels, task.is_pair
+    self.compiled = compiled  # the stablehlo or onnx logits function, if that runtime
 
   @classmethod
-  def load(cls, path: str) -> "Student":
-    """The student in export folder `path`, after checking every file's checksum."""
+  def load(cls, path: str, runtime: str = "jax") -> "Student":
+    """The student in export folder `path`, after checking every file's checksum.
+    runtime: "jax" runs the model from its weights (jitted here); "stablehlo" the folder's
+    serialised jax.export module and "onnx" its ONNX graph on onnxruntime (what a server
+    without this package's model code runs)."""
+    if runtime not in cls.RUNTIMES:
+      raise UserError(f"runtime {runtime!r}: use one of {', '.join(cls.RUNTIMES)}.")
     params, geno, task, max_len = export.load_export(path)
-    return cls(params, geno, task, tokenization.load_vocab(path), max_len)
+    compiled = {"jax": lambda _: None, "stablehlo": export.load_stablehlo,
+                "onnx": export.load_onnx}[runtime](path)
+    return cls(params, geno, task, tokenization.load_vocab(path), max_len, compiled)
 
   def logits(self, texts, batch_size=64, on_batch=None):
     arrays, truncated = self._encode(texts)
@@ -110,9 +121,12 @@ class Student(Predictor):
     logits = np.zeros((n, len(self.label_names)), np.float32)
     for idx, batch in batching.length_sorted_eval_batches(arrays, min(batch_size, n),
                                                           self.max_len):
-      batch = inputs.host_batch({k: v for k, v in batch.items() if k != "weight"},
-                                self.genotype.input_mode)
-      logits[idx] = np.asarray(fn(self.params, batch))[:len(idx)]
+      if self.compiled is not None:
+        out = self.compiled(*(batch[k] for k in batching.SEQUENCE_FEATURES))
+      else:
+        out = fn(self.params, inputs.host_batch(
+            {k: v for k, v in batch.items() if k != "weight"}, self.genotype.input_mode))
+      logits[idx] = np.asarray(out)[:len(idx)]
       if on_batch is not None:
         on_batch(len(idx))
     return logits, int(truncated.sum())

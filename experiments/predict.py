@@ -38,6 +38,8 @@ flags.DEFINE_enum("split", None, ["test"], "test: classify GLUE's unlabelled tes
 flags.DEFINE_string("output_dir", "glue_submission", "With --split=test: the folder for "
                     "<TASK>.tsv.")
 flags.DEFINE_integer("batch_size", 64, "Inputs per batch.")
+flags.DEFINE_enum("runtime", "jax", list(predictors.Student.RUNTIMES), "A student's runtime: "
+                  "jax (from its weights) or stablehlo (the export folder's serialised module).")
 
 
 def load_predictor() -> predictors.Predictor:
@@ -46,14 +48,14 @@ def load_predictor() -> predictors.Predictor:
     raise UserError("Give one of --export_dir (a student's export folder) or --workdir "
                     "(a run directory, with --model).")
   if f.export_dir:
-    return predictors.Student.load(f.export_dir)
+    return predictors.Student.load(f.export_dir, f.runtime)
   if f.model == "teacher":
     return predictors.RunTeacher(f.workdir)
   folder = os.path.join(stages.student_dir(f.workdir, f.model), export.EXPORT_DIR)
   if not os.path.isfile(os.path.join(folder, export.MANIFEST)):
     raise UserError(f"{folder} does not exist: the {f.model!r} of {f.workdir} has not "
                     "finished training (--workdir, --model).")
-  return predictors.Student.load(folder)
+  return predictors.Student.load(folder, f.runtime)
 
 
 def _predict(predictor, texts, desc: str):

@@ -21,12 +21,16 @@ from conftest import REPO_ROOT
 PREDICT = os.path.join(REPO_ROOT, "experiments", "predict.py")
 HIDDEN, TEACHER_WIDTH, POSITIONS, MAX_LEN = 16, 24, 64, 32
 CELL = ((2, 0, "conv3"), (2, 1, "dil_conv5"), (3, 1, "max_pool3"), (3, 2, "identity"),
-        (4, 0, "avg_pool3"), (4, 3, "conv7"))
+        (4, 0, "avg_pool3"), (4, 3, "conv7"), (4, 2, "zero"))
 
 
 def _exported(vocab, mode, seed=0):
   geno = genotype_lib.Genotype(ops=CELL, depth=2, k_max=3, num_nodes=3, input_mode=mode)
   params = model.init_student(jax.random.key(seed), geno, HIDDEN, TEACHER_WIDTH, 2)
+  # Unequal node and layer-mix weights, so that a mix-up between them shows.
+  for c, cell in enumerate(params["cells"]):
+    cell["node_logits"] = jax.random.normal(jax.random.key(seed + 10 + c), (3,))
+  params["head"]["mix_logits"] = jax.random.normal(jax.random.key(seed + 20), (3,))
   emb = testing.random_emb_tables(jax.random.key(seed + 1), vocab.size, POSITIONS,
                                   TEACHER_WIDTH)
   return geno, model.export(params, emb)
@@ -47,7 +51,7 @@ PAIRS = [("He left the house .", "He has gone out ."), ("Stocks fell .", "It rai
 
 
 @pytest.mark.parametrize("task_name,mode", [("sst2", "single"), ("mrpc", "siamese"),
-                                            ("rte", "aligned")])
+                                            ("rte", "aligned"), ("qnli", "masked")])
 def test_the_export_folder_holds_the_model_and_reloads_to_the_same_outputs(
     tmp_path, vocab, task_name, mode):
   path, geno, params = _write(tmp_path, vocab, task_name, mode)
@@ -64,6 +68,11 @@ def test_the_export_folder_holds_the_model_and_reloads_to_the_same_outputs(
   student = adabert_jax.Student.load(path)
   out = student.predict(texts, batch_size=2)
   np.testing.assert_allclose(student.logits(texts, batch_size=2)[0], expected, atol=1e-5)
+  # The folder's StableHLO module and ONNX graph compute the same function without the
+  # model code.
+  for runtime in ("stablehlo", "onnx"):
+    compiled = adabert_jax.Student.load(path, runtime=runtime)
+    np.testing.assert_allclose(compiled.logits(texts, batch_size=3)[0], expected, atol=1e-5)
   assert out.labels == [task.labels[i] for i in expected.argmax(-1)]
   np.testing.assert_allclose(out.probabilities.sum(-1), 1.0, atol=1e-6)
   assert out.truncated == int(truncated.sum()) == (0 if task.is_pair else 1)
@@ -188,6 +197,14 @@ def test_predict_cli_classifies_files_and_stdin(tmp_path, vocab):
   expected = adabert_jax.Student.load(path).predict(SENTENCES)
   assert [r["label"] for r in rows] == expected.labels
   np.testing.assert_allclose([[r["probabilities"][k] for k in ("0", "1")] for r in rows],
+                             expected.probabilities, atol=1e-5)
+  # A fresh process runs the deserialised StableHLO module: the same predictions.
+  out = _predict_cli(f"--export_dir={path}", "--runtime=stablehlo",
+                     f"--input={tmp_path / 'in.txt'}", f"--output={tmp_path / 'hlo.jsonl'}")
+  assert out.returncode == 0, out.stderr
+  hlo_rows = [json.loads(line) for line in (tmp_path / "hlo.jsonl").read_text().splitlines()]
+  assert [r["label"] for r in hlo_rows] == expected.labels
+  np.testing.assert_allclose([[r["probabilities"][k] for k in ("0", "1")] for r in hlo_rows],
                              expected.probabilities, atol=1e-5)
   out = _predict_cli(f"--export_dir={path}", stdin="a gripping film\n")
   assert out.returncode == 0, out.stderr

@@ -6,6 +6,12 @@
                          and the parameter layout: the params pytree with each array named
                          by its key in params.npz
   params.npz             the exported parameters (projected embedding tables, cells, head)
+  model.stablehlo        the same model as a serialised jax.export module (weights inside),
+                         for any batch size and any length up to max_len: logits of
+                         (input_ids, token_type_ids, attention_mask), each int32 [B, L], the
+                         pair concatenated as the tokenizer writes it
+  model.onnx             the same function as an ONNX graph (student/onnx_export.py), int64
+                         inputs, for onnxruntime
   vocab.txt              the teacher's WordPiece vocabulary, and
   tokenizer_config.json  its casing, so tokenization.load_vocab reads the folder as it
                          reads a BERT checkpoint
@@ -25,19 +31,24 @@ import shutil
 import tempfile
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+from jax import export as jax_export
 import numpy as np
 
-from adabert_jax import io_utils
+from adabert_jax import __version__ as package_version, io_utils
 from adabert_jax.data.tasks import Task
 from adabert_jax.data.tokenization import Vocab
 from adabert_jax.errors import UserError
 from adabert_jax.nas.genotype import Genotype
+from adabert_jax.student import model as student_model, onnx_export
 
 FORMAT = "adabert-jax-student"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 EXPORT_DIR = "export"  # a trained student's folder under its run directory
-FILES = ("model.json", "params.npz", "vocab.txt", "tokenizer_config.json")
+FILES = ("model.json", "params.npz", "model.stablehlo", "model.onnx", "vocab.txt",
+         "tokenizer_config.json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,11 +92,7 @@ def _sha256(path: str) -> str:
 
 
 def _versions() -> dict[str, str]:
-  import jax
-
-  import adabert_jax
-
-  return {"adabert_jax": adabert_jax.__version__, "jax": jax.__version__,
+  return {"adabert_jax": package_version, "jax": jax.__version__,
           "numpy": np.__version__}
 
 
@@ -108,6 +115,11 @@ def write_export(out_dir: str, params: dict, geno: Genotype, task: Task, vocab: 
                       "text_columns": list(task.text_columns)},
              "params": layout}
     io_utils.save_json_atomic(os.path.join(tmp, "model.json"), model)
+    with open(os.path.join(tmp, "model.stablehlo"), "wb") as f:
+      f.write(stablehlo_module(params, geno, max_len))
+    num_classes = np.asarray(params["head"]["bias"]).shape[-1]
+    with open(os.path.join(tmp, "model.onnx"), "wb") as f:
+      f.write(onnx_export.student_onnx(params, geno, num_classes).SerializeToString())
     shutil.copyfile(vocab.path, os.path.join(tmp, "vocab.txt"))
     io_utils.save_json_atomic(os.path.join(tmp, "tokenizer_config.json"),
                               {"do_lower_case": vocab.lowercase})
@@ -125,6 +137,47 @@ def write_export(out_dir: str, params: dict, geno: Genotype, task: Task, vocab: 
     if os.path.isdir(tmp):
       shutil.rmtree(tmp)
   return manifest
+
+
+def stablehlo_module(params: dict, geno: Genotype, max_len: int) -> bytes:
+  """The student's logits as a serialised jax.export module, batch and length symbolic."""
+  weights = jax.tree.map(jnp.asarray, params)
+
+  def logits(input_ids, token_type_ids, attention_mask):
+    batch = {"input_ids": input_ids, "token_type_ids": token_type_ids,
+             "attention_mask": attention_mask}
+    return student_model.student_apply(weights, batch, geno)["logits"]
+
+  b, length = jax_export.symbolic_shape("b, l", constraints=[f"l <= {max_len}"])
+  spec = jax.ShapeDtypeStruct((b, length), jnp.int32)
+  return bytes(jax_export.export(jax.jit(logits))(spec, spec, spec).serialize())
+
+
+def load_stablehlo(path: str):
+  """The logits function of export folder `path`'s StableHLO module (checked first):
+  (input_ids, token_type_ids, attention_mask) int32 [B, L] -> logits [B, C]."""
+  read_manifest(path)
+  with open(os.path.join(path, "model.stablehlo"), "rb") as f:
+    return jax_export.deserialize(bytearray(f.read())).call
+
+
+def load_onnx(path: str):
+  """The logits function of export folder `path`'s ONNX graph on onnxruntime (checked
+  first): (input_ids, token_type_ids, attention_mask) [B, L] -> logits [B, C]."""
+  try:
+    import onnxruntime
+  except ImportError:
+    raise UserError("The onnx runtime needs onnxruntime: pip install 'adabert-jax[onnx]' "
+                    "(or pip install onnxruntime).") from None
+  read_manifest(path)
+  session = onnxruntime.InferenceSession(os.path.join(path, "model.onnx"),
+                                         providers=["CPUExecutionProvider"])
+
+  def logits(*arrays):
+    feeds = {name: np.asarray(a, np.int64) for name, a in zip(onnx_export.INPUT_NAMES, arrays)}
+    return session.run(["logits"], feeds)[0]
+
+  return logits
 
 
 def read_manifest(path: str) -> dict:
