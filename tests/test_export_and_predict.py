@@ -241,3 +241,15 @@ def test_predict_cli_bad_input_gets_one_line_and_exit_2(tmp_path, vocab, args, s
   out = _predict_cli(*args, stdin=stdin)
   assert out.returncode == 2, out.stderr
   assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_onnxruntime_only_snippet_of_the_docs_matches_the_student(tmp_path, vocab):
+  path, _, _ = _write(tmp_path, vocab, "sst2")
+  doc = open(os.path.join(REPO_ROOT, "docs", "serving.md")).read()
+  snippet = doc.split("## With onnxruntime alone")[1].split("```python\n")[1].split("```")[0]
+  assert "import adabert_jax" not in snippet and "jax" not in snippet.replace("onnx", "")
+  scope = {}
+  exec(snippet.replace('"runs/sst2/student/export"', repr(path)), scope)
+  expected = adabert_jax.Student.load(path).logits(["a gripping film", "a dull one"])[0]
+  np.testing.assert_allclose(scope["logits"], expected, atol=1e-5)
+  assert scope["labels"] == [("0", "1")[i] for i in expected.argmax(-1)]
