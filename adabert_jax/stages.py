@@ -303,6 +303,22 @@ def dev_comparisons(task, splits, knowledge, workdir, baseline_names=()) -> dict
           for name, correct in others.items()}
 
 
+def serving_runtimes(workdir, student, teacher) -> list:
+  """(name, batch -> logits) of the student in JAX and on onnxruntime (from its export
+  folder; skipped when onnxruntime is not installed) and of the teacher."""
+  import importlib.util
+
+  from adabert_jax.eval import benchmark
+  from adabert_jax.student import export
+
+  runtimes = [("student, JAX", benchmark.jitted_runtime(student.apply, student.params))]
+  if importlib.util.find_spec("onnxruntime") is not None:
+    runtimes.append(("student, onnxruntime", export.load_onnx(
+        os.path.join(student_dir(workdir), export.EXPORT_DIR))))
+  runtimes.append(("teacher, JAX", benchmark.jitted_runtime(teacher.apply, teacher.params)))
+  return runtimes
+
+
 def ensure_benchmark(config, task, workdir, teacher_result, student_result,
                      overwrite=False) -> dict:
   """Student, teacher and BERT-base timed in one run (see eval/benchmark.py)."""
@@ -331,6 +347,10 @@ def ensure_benchmark(config, task, workdir, teacher_result, student_result,
     max_len = min(config.bench.max_len, student_params["embedding"]["position"].shape[0])
     result = benchmark.compare(models, config.bench.batch_size, max_len,
                                config.bench.repeats, pair=task.is_pair)
+    if config.bench.serving_requests:
+      result["serving"] = benchmark.serving(
+          serving_runtimes(workdir, models[0], models[1]), config.bench.batch_size, max_len,
+          config.bench.serving_requests, pair=task.is_pair)
     io_utils.save_json_atomic(os.path.join(bench_dir, "bench.json"), result)
     return result
 

@@ -31,6 +31,8 @@ def main(argv):
   bench = stages.ensure_benchmark(config, task, workdir, teacher,
                                   io_utils.load_json(student_result), flags.FLAGS.overwrite)
   print(benchmark.format_table(bench, tuple(m["name"] for m in bench["models"][1:])))
+  if bench.get("serving"):
+    print(benchmark.format_serving(bench["serving"], bench["batch_size"]))
 
 
 if __name__ == "__main__":

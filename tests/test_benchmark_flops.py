@@ -130,3 +130,19 @@ def test_student_flops_are_the_conv_hand_count_plus_linear_elementwise_work(op_n
       + kernel_size * hidden * hidden + 2 * hidden          # conv kernel, LayerNorm scale+bias
       + 1                                                    # node_logits (1 node)
       + 2 + hidden * classes + classes)                      # head: mix (K+1), kernel, bias
+
+
+def test_serving_times_single_requests_and_batches():
+  calls = []
+
+  def runtime(batch):
+    calls.append(batch["input_ids"].shape)
+    return np.zeros((batch["input_ids"].shape[0], 2))
+
+  rows = benchmark.serving([("fake", runtime)], batch_size=4, max_len=8, requests=5,
+                           pair=True, log=lambda _: None)
+  # Warm-up of both shapes, then 5 single requests, then 3 batches.
+  assert calls == [(1, 8), (4, 8)] + [(1, 8)] * 5 + [(4, 8)] * 3
+  (row,) = rows
+  assert row["name"] == "fake" and row["batch1_p99_ms"] >= row["batch1_median_ms"] > 0
+  assert "| fake |" in benchmark.format_serving(rows, 4)

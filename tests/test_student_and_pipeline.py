@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from adabert_jax.nas import genotype as genotype_lib, supernet, testing
-from adabert_jax.student import model
+from adabert_jax.student import export, model
 from conftest import REPO_ROOT
 
 
@@ -98,6 +98,16 @@ def test_pipeline_end_to_end_and_rerun_reuses_every_stage(tmp_path, tiny_bert_di
   assert "## Are the differences real?" in (run / "report.md").read_text()
   assert (run / "report.md").read_text().startswith("# AdaBERT run: rotten_tomatoes")
   assert os.path.getsize(run / "accuracy_latency.png") > 1000
+  # Serving figures: the student in JAX and on onnxruntime (its export folder), the teacher.
+  serving = json.load(open(run / "bench" / "bench.json"))["serving"]
+  assert [r["name"] for r in serving] == ["student, JAX", "student, onnxruntime",
+                                          "teacher, JAX"]
+  assert all(r["batch1_p99_ms"] >= r["batch1_median_ms"] > 0 for r in serving)
+  assert "| student, onnxruntime |" in (run / "report.md").read_text()
+  # Every student and baseline has a complete export folder that predict can load.
+  for name in ("student", "plain_cnn"):
+    assert sorted(os.listdir(run / name / "export")) == sorted(
+        export.FILES + (export.MANIFEST,))
   # The tiny preset derives by measured held-out loss with the one-SE rule: the student is
   # the cheapest candidate within one paired standard error of the best J.
   derived = json.load(open(run / "derive" / "result.json"))

@@ -90,6 +90,56 @@ def compare(models: list[BenchModel], batch_size: int = 128, max_len: int = 128,
           "num_devices": 1, "models": rows}
 
 
+def jitted_runtime(apply: Callable[[Any, dict], jax.Array], params: Any
+                   ) -> Callable[[dict], np.ndarray]:
+  """batch -> logits (blocking) of a JAX model, for `serving`."""
+  fn, device_params = jax.jit(apply), jax.device_put(params)
+  return lambda batch: np.asarray(fn(device_params, batch))
+
+
+def serving(runtimes: list[tuple[str, Callable[[dict], Any]]], batch_size: int = 128,
+            max_len: int = 128, requests: int = 200, pair: bool = False,
+            log: Callable[[str], None] = print) -> list[dict]:
+  """What a server sees, per runtime (name, batch -> logits, blocking): the median and p99
+  latency of `requests` single requests one after another, and the throughput at
+  `batch_size`; every input full length (the worst case). The ratios are against the
+  first runtime of each row's kind the caller names; here only the figures."""
+  single = random_batch(1, max_len, seed=1, pair=pair)
+  big = random_batch(batch_size, max_len, seed=2, pair=pair)
+  rows = []
+  for name, call in runtimes:
+    log(f"serving: {name} ({requests} requests of 1, then batches of {batch_size}, "
+        f"max_len {max_len}) ...")
+    call(single), call(big)  # compile / warm up
+    times = []
+    for _ in range(requests):
+      start = time.perf_counter()
+      call(single)
+      times.append(time.perf_counter() - start)
+    big_times = []
+    for _ in range(3):
+      start = time.perf_counter()
+      call(big)
+      big_times.append(time.perf_counter() - start)
+    rows.append({"name": name, "batch1_median_ms": round(1000 * statistics.median(times), 3),
+                 "batch1_p99_ms": round(1000 * float(np.percentile(times, 99)), 3),
+                 "batch1_examples_per_s": round(1 / statistics.median(times), 1),
+                 "batch_examples_per_s": round(batch_size / statistics.median(big_times), 1)})
+    log(f"  batch 1: {rows[-1]['batch1_median_ms']:.2f} ms median, "
+        f"{rows[-1]['batch1_p99_ms']:.2f} ms p99; batch {batch_size}: "
+        f"{rows[-1]['batch_examples_per_s']:.0f} ex/s")
+  return rows
+
+
+def format_serving(rows: list[dict], batch_size: int) -> str:
+  lines = [f"| runtime | batch 1 median ms | batch 1 p99 ms | batch 1 ex/s | batch {batch_size} "
+           "ex/s |", "|---|---|---|---|---|"]
+  for r in rows:
+    lines.append(f"| {r['name']} | {r['batch1_median_ms']:.2f} | {r['batch1_p99_ms']:.2f} | "
+                 f"{r['batch1_examples_per_s']:.0f} | {r['batch_examples_per_s']:.0f} |")
+  return "\n".join(lines)
+
+
 def bert_base_random(num_classes: int = 2, seed: int = 0) -> BenchModel:
   """BERT-base (12 x 768, 110M) with random weights: speed does not depend on values."""
   from transformers import BertConfig

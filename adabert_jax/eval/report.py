@@ -82,6 +82,15 @@ def results_table(task: Task, results: dict, bench: dict) -> str:
   return "\n".join(lines)
 
 
+def _serving_lines(bench: dict) -> list[str]:
+  from adabert_jax.eval.benchmark import format_serving
+
+  if not bench.get("serving"):
+    return []
+  return ["Serving (full-length inputs, model call only, tokenization excluded):", "",
+          format_serving(bench["serving"], bench["batch_size"]), ""]
+
+
 def render_markdown(task: Task, results: dict, bench: dict, knowledge_summary: dict,
                     derived: dict) -> str:
   from adabert_jax.teacher.probes import format_probe_table
@@ -96,6 +105,7 @@ def render_markdown(task: Task, results: dict, bench: dict, knowledge_summary: d
       f"Speed: batch {bench['batch_size']}, max_len {bench['max_len']}, median of "
       f"{bench['repeats']} jitted runs on {bench['backend']} ({bench['device']}).",
       "",
+      *_serving_lines(bench),
       _training_line(results["student"]),
       "",
       *_comparison_lines(results["comparisons"]),

@@ -141,6 +141,9 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
   c.bench.max_len = 128
   c.bench.repeats = 5
   c.bench.bert_base = True  # also time a random-weight BERT-base (the paper's reference)
+  # Single requests timed one after another for the serving figures (batch-1 median and
+  # p99 latency, student in JAX and onnxruntime, and the teacher); 0 skips them.
+  c.bench.serving_requests = 200
 
   if preset in ("cpu", "pairs"):
     # Real runs on a 2-core CPU: the sampled-mode supernet with length-bucketed batches, the
@@ -196,6 +199,7 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
     c.augment.copies = 0
     c.student.epochs = 3
     c.bench.repeats = 2
+    c.bench.serving_requests = 50
   if preset == "tiny":
     c.data.max_len = 32
     c.data.train_subset = 256
@@ -205,5 +209,5 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
     c.search.holdout = 16
     c.derive.update(method="measured", beta=0.1, batch_size=32, tie_se=1.0)
     c.student.update(epochs=1, batch_size=16)
-    c.bench.update(batch_size=8, max_len=32, repeats=1)
+    c.bench.update(batch_size=8, max_len=32, repeats=1, serving_requests=3)
   return c
