@@ -309,12 +309,13 @@ def serving_runtimes(workdir, student, teacher) -> list:
   import importlib.util
 
   from adabert_jax.eval import benchmark
-  from adabert_jax.student import export
+  from adabert_jax.student import export, onnx_export
 
   runtimes = [("student, JAX", benchmark.jitted_runtime(student.apply, student.params))]
   if importlib.util.find_spec("onnxruntime") is not None:
-    runtimes.append(("student, onnxruntime", export.load_onnx(
-        os.path.join(student_dir(workdir), export.EXPORT_DIR))))
+    onnx_logits = export.load_onnx(os.path.join(student_dir(workdir), export.EXPORT_DIR))
+    runtimes.append(("student, onnxruntime", lambda batch: onnx_logits(
+        *(batch[name] for name in onnx_export.INPUT_NAMES))))
   runtimes.append(("teacher, JAX", benchmark.jitted_runtime(teacher.apply, teacher.params)))
   return runtimes
 
