@@ -109,9 +109,9 @@ class Student(Predictor):
     without this package's model code runs)."""
     if runtime not in cls.RUNTIMES:
       raise UserError(f"runtime {runtime!r}: use one of {', '.join(cls.RUNTIMES)}.")
-    params, geno, task, max_len = export.load_export(path)
-    compiled = {"jax": lambda _: None, "stablehlo": export.load_stablehlo,
-                "onnx": export.load_onnx}[runtime](path)
+    params, geno, task, max_len = export.load_export(path)  # checks every file once
+    compiled = {"jax": lambda path, checked: None, "stablehlo": export.load_stablehlo,
+                "onnx": export.load_onnx}[runtime](path, checked=True)
     return cls(params, geno, task, tokenization.load_vocab(path), max_len, compiled)
 
   def logits(self, texts, batch_size=64, on_batch=None):

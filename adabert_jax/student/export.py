@@ -153,23 +153,27 @@ def stablehlo_module(params: dict, geno: Genotype, max_len: int) -> bytes:
   return bytes(jax_export.export(jax.jit(logits))(spec, spec, spec).serialize())
 
 
-def load_stablehlo(path: str):
-  """The logits function of export folder `path`'s StableHLO module (checked first):
-  (input_ids, token_type_ids, attention_mask) int32 [B, L] -> logits [B, C]."""
-  read_manifest(path)
+def load_stablehlo(path: str, checked: bool = False):
+  """The logits function of export folder `path`'s StableHLO module (its files checked
+  first, unless `checked` says the caller has): (input_ids, token_type_ids, attention_mask)
+  int32 [B, L] -> logits [B, C]."""
+  if not checked:
+    read_manifest(path)
   with open(os.path.join(path, "model.stablehlo"), "rb") as f:
     return jax_export.deserialize(bytearray(f.read())).call
 
 
-def load_onnx(path: str):
-  """The logits function of export folder `path`'s ONNX graph on onnxruntime (checked
-  first): (input_ids, token_type_ids, attention_mask) [B, L] -> logits [B, C]."""
+def load_onnx(path: str, checked: bool = False):
+  """The logits function of export folder `path`'s ONNX graph on onnxruntime (its files
+  checked first, unless `checked` says the caller has): (input_ids, token_type_ids,
+  attention_mask) [B, L] -> logits [B, C]."""
   try:
     import onnxruntime
   except ImportError:
     raise UserError("The onnx runtime needs onnxruntime: pip install 'adabert-jax[onnx]' "
                     "(or pip install onnxruntime).") from None
-  read_manifest(path)
+  if not checked:
+    read_manifest(path)
   session = onnxruntime.InferenceSession(os.path.join(path, "model.onnx"),
                                          providers=["CPUExecutionProvider"])
 
