@@ -51,7 +51,8 @@ PAIRS = [("He left the house .", "He has gone out ."), ("Stocks fell .", "It rai
 
 
 @pytest.mark.parametrize("task_name,mode", [("sst2", "single"), ("mrpc", "siamese"),
-                                            ("rte", "aligned"), ("qnli", "masked")])
+                                            ("rte", "aligned"), ("qnli", "masked"),
+                                            ("rte", "attend")])
 def test_the_export_folder_holds_the_model_and_reloads_to_the_same_outputs(
     tmp_path, vocab, task_name, mode):
   path, geno, params = _write(tmp_path, vocab, task_name, mode)

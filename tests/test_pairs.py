@@ -19,7 +19,7 @@ CLS, SEP = 1, 2
 CFG = supernet.SupernetConfig(hidden=16, k_max=3, num_nodes=3, dropout=0.0)
 CELL = ((2, 0, "conv3"), (2, 1, "dil_conv5"), (3, 1, "max_pool3"), (3, 2, "avg_pool3"),
         (4, 0, "identity"), (4, 3, "conv7"))
-COMPARING_MODES = ("siamese", "aligned")
+COMPARING_MODES = ("siamese", "attend", "aligned")
 
 
 def _pair_arrays(a_rows, b_rows, length):
@@ -190,8 +190,38 @@ def test_supernet_equals_student_under_a_fixed_architecture(mode):
   exported = model.export(student, _emb())
   np.testing.assert_allclose(model.student_apply(exported, batch, geno)["logits"],
                              fixed["logits"], atol=1e-5)
-  width = 4 * CFG.hidden if mode == "siamese" else CFG.hidden
+  width = {"siamese": 4 * CFG.hidden, "attend": 8 * CFG.hidden}.get(mode, CFG.hidden)
   chex.assert_shape(student["head"]["kernel"], (width, CLASSES))
+
+
+def test_cross_align_attends_over_the_other_sentence_only():
+  """inputs.cross_align against a loop over rows: row i of A attends over row i of B's real
+  tokens and the reverse; a token equal to one of the partner's (and far larger than the
+  rest) is aligned with it."""
+  rng = np.random.default_rng(0)
+  half, length, width = 3, 5, 4
+  x = rng.normal(size=(2 * half, length, width)).astype(np.float32)
+  mask = np.ones((2 * half, length), np.int32)
+  mask[0, 3:] = 0  # A0 has 3 tokens
+  mask[half + 1, 2:] = 0  # B1 has 2 tokens
+  x[mask == 0] = 0.0
+  x[half + 2, 1] = 10 * x[2, 4]  # B2's token 1 matches A2's token 4
+  x[2, 4] *= 10
+  got = np.asarray(inputs.cross_align(jnp.asarray(x), jnp.asarray(mask)))
+  for i in range(2 * half):
+    j = (i + half) % (2 * half)
+    other = x[j][mask[j] > 0]
+    scores = x[i] @ other.T / np.sqrt(width)
+    weights = np.exp(scores - scores.max(1, keepdims=True))
+    weights /= weights.sum(1, keepdims=True)
+    np.testing.assert_allclose(got[i], weights @ other, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(got[2, 4], x[half + 2, 1], rtol=1e-4)
+  # The pooled layer: mean, then the means of x * x~ and |x - x~| over real tokens.
+  pooled = np.asarray(inputs.pool_layer(jnp.asarray(x), jnp.asarray(mask), "attend"))
+  chex.assert_shape(pooled, (2 * half, 3 * width))
+  real = mask[1] > 0
+  np.testing.assert_allclose(pooled[1, 2 * width:],
+                             np.abs(x[1] - got[1])[real].mean(0), rtol=1e-4, atol=1e-6)
 
 
 def test_a_genotype_file_must_read_the_task_as_the_search_does(tmp_path):
@@ -272,11 +302,13 @@ def test_a_comparing_student_learns_what_an_additive_one_cannot():
   assert additive < 0.65, additive
 
 
-@pytest.mark.parametrize("mode", ("siamese", "aligned"))
+@pytest.mark.parametrize("mode", ("siamese", "attend", "aligned"))
 def test_benchmark_flops_count_both_sentences(mode):
   """The benchmark's XLA FLOPs of a one-conv pair student: the conv's count (isolated by the
   second difference over widths, as in test_benchmark_flops.py) is that of 2B sequences in
-  siamese mode (each sentence encoded alone) and of B in aligned mode (one aligned pass)."""
+  siamese and attend mode (each sentence encoded alone; attend's alignment is linear in the
+  width, so the second difference leaves it out) and of B in aligned mode (one aligned
+  pass)."""
   from adabert_jax.eval import benchmark
 
   batch_size, length, vocab = 4, 16, 1100
@@ -294,5 +326,5 @@ def test_benchmark_flops_count_both_sentences(mode):
   step = 8
   second_difference = flops(3 * step) - 2 * flops(2 * step) + flops(step)
   taps = 3 * length - 2  # conv3 over the full length, 'SAME' padding taps not counted
-  sequences = 2 * batch_size if mode == "siamese" else batch_size
+  sequences = batch_size if mode == "aligned" else 2 * batch_size
   assert second_difference == 4 * sequences * taps * step ** 2

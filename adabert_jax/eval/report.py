@@ -137,6 +137,10 @@ def render_markdown(task: Task, results: dict, bench: dict, knowledge_summary: d
 _INPUT_MODE_TEXT = {
     "siamese": "each sentence of a pair is encoded alone by the same cells; the head reads "
                "[u, v, |u - v|, u * v] of the two pooled vectors",
+    "attend": "each sentence of a pair is encoded alone by the same cells and every layer "
+              "softly aligns each token with the other sentence's tokens; the head reads "
+              "[u, v, |u - v|, u * v] of the two pooled vectors and each sentence's mean of "
+              "x * x~ and |x - x~| (how well its tokens are matched)",
     "aligned": "the authors' pair input: sentence A and sentence B, each from position 0, are "
                "the first cell's two input nodes",
     "masked": "the concatenated pair masked into its two segments (additive in the two "

@@ -9,6 +9,12 @@ Input modes (static, one per task):
   sentence would be (the two run as one batch of 2B). Heads and probes see the interaction
   features [u, v, |u - v|, u * v] of the two pooled vectors, as InferSent and Tang et al.'s
   distilled BiLSTM do, so the logit is not additive in the two sentences.
+- "attend" (beyond the paper; ESIM and the decomposable-attention model's compare step):
+  encoded as in "siamese", and every layer also softly aligns each token with the other
+  sentence's tokens (dot-product attention over that sentence at the same layer, no
+  parameters): x~_t = sum_s softmax_s(x_t . y_s / sqrt(D)) y_s. A layer is pooled into the
+  mean of x, of x * x~ and of |x - x~| over its real tokens, so the heads see how well each
+  sentence's words are matched in the other, which pooled vectors alone cannot show.
 - "aligned" (the authors' code, EasyTransfer autokd-torch): each sentence from position 0 as
   above, stream A is input node 0 and stream B input node 1 of the first cell, aligned at the
   same positions (node sums mix A[t] with B[t]); the cells see the union of the two masks and
@@ -39,7 +45,7 @@ import numpy as np
 
 from adabert_jax.data import batching
 
-PAIR_MODES = ("siamese", "aligned", "masked")
+PAIR_MODES = ("siamese", "attend", "aligned", "masked")
 INPUT_MODES = ("single",) + PAIR_MODES
 DEFAULT_PAIR_MODE = "siamese"
 LAYER_NORM_EPS = 1e-5
@@ -65,10 +71,24 @@ def input_mode(pair_mode: str, is_pair: bool) -> str:
   return pair_mode if is_pair else "single"
 
 
-def feature_width(hidden: int, mode: str) -> int:
-  """The width of what a head or probe reads: 4 x hidden for siamese, hidden otherwise."""
+def encodes_separately(mode: str) -> bool:
+  """Whether each sentence of a pair runs through the cells on its own (a batch of 2B:
+  sentences A, then sentences B)."""
   check_mode(mode)
-  return 4 * hidden if mode == "siamese" else hidden
+  return mode in ("siamese", "attend")
+
+
+def pooled_width(hidden: int, mode: str) -> int:
+  """The width of one pooled layer (pool_layer): 3 x hidden for attend, hidden otherwise."""
+  check_mode(mode)
+  return 3 * hidden if mode == "attend" else hidden
+
+
+def feature_width(hidden: int, mode: str) -> int:
+  """The width of what a head or probe reads (features): 4 x hidden for siamese, 8 x hidden
+  for attend, hidden otherwise."""
+  check_mode(mode)
+  return {"siamese": 4 * hidden, "attend": 8 * hidden}.get(mode, hidden)
 
 
 def init_embedding_norm(hidden: int) -> dict[str, jax.Array]:
@@ -111,9 +131,10 @@ def split_pair(ids_BL: jax.Array, types_BL: jax.Array, mask_BL: jax.Array, xp=jn
 
 
 def reads_views(mode: str) -> bool:
-  """Whether the mode reads the two sentences as separate views (siamese, aligned)."""
+  """Whether the mode reads the two sentences as separate views (all but single and
+  masked)."""
   check_mode(mode)
-  return mode in ("siamese", "aligned")
+  return mode in ("siamese", "attend", "aligned")
 
 
 def host_batch(batch: dict[str, np.ndarray], mode: str) -> dict[str, np.ndarray]:
@@ -193,21 +214,60 @@ def cell_inputs(embed_fn: Callable[[jax.Array], jax.Array], norm: dict, batch: d
   ids_XL, mask_XL = jnp.concatenate([ids_a, ids_b]), jnp.concatenate([mask_a, mask_b])
   x_XLD = _normalise_and_drop(norm, embed_fn(ids_XL), mask_XL, train=train, dropout=dropout,
                               key=key)
-  if mode == "siamese":
+  if encodes_separately(mode):
     return x_XLD, x_XLD, mask_XL, x_XLD
   a_BLD, b_BLD = x_XLD[:ids_a.shape[0]], x_XLD[ids_a.shape[0]:]
   union_BL = jnp.maximum(mask_a, mask_b)
   return a_BLD, b_BLD, union_BL, 0.5 * (a_BLD + b_BLD)
 
 
-def features(pooled_XJD: jax.Array, mode: str) -> jax.Array:
-  """What heads and probes read from pooled layers [X, J, D]: [B, J, F] (F = feature_width).
+def partner(x_X: jax.Array) -> jax.Array:
+  """Each row's other sentence in a batch of 2B (A rows, then B rows): B's, then A's."""
+  half = x_X.shape[0] // 2
+  return jnp.concatenate([x_X[half:], x_X[:half]])
 
-  siamese: [u, v, |u - v|, u * v] of sentence A's (u) and B's (v) pooled vectors; the other
+
+# Attention logits where the other sentence has padding: finite, so that a row whose partner
+# is empty (a padding row of the batch) gets a uniform average of zeros, not NaN; any real
+# partner token outweighs it by exp(1e30).
+NO_PARTNER_TOKEN = -1e30
+
+
+def cross_align(x_XLD: jax.Array, mask_XL: jax.Array) -> jax.Array:
+  """x~ [X, L, D]: each token's soft alignment with the other sentence's tokens at the same
+  layer, sum_s softmax_s(x_t . y_s / sqrt(D)) y_s over the partner's real tokens s (attend
+  mode; no parameters). Padding of either sentence never reaches a real token's x~."""
+  y_XLD, ymask_XL = partner(x_XLD), partner(mask_XL)
+  scores_XLS = jnp.einsum("xld,xsd->xls", x_XLD, y_XLD) / np.sqrt(x_XLD.shape[-1])
+  scores_XLS = jnp.where(ymask_XL[:, None, :] > 0, scores_XLS, NO_PARTNER_TOKEN)
+  return jnp.einsum("xls,xsd->xld", jax.nn.softmax(scores_XLS, axis=-1), y_XLD)
+
+
+def pool_layer(x_XLD: jax.Array, mask_XL: jax.Array, mode: str) -> jax.Array:
+  """What heads and probes keep of one layer [X, L, D]: [X, P] (P = pooled_width). The
+  masked mean; in attend mode also the masked means of x * x~ and |x - x~| (cross_align)."""
+  mean_XD = masked_mean(x_XLD, mask_XL)
+  if mode != "attend":
+    return mean_XD
+  aligned_XLD = cross_align(x_XLD, mask_XL)
+  return jnp.concatenate([mean_XD, masked_mean(x_XLD * aligned_XLD, mask_XL),
+                          masked_mean(jnp.abs(x_XLD - aligned_XLD), mask_XL)], axis=-1)
+
+
+def features(pooled_XJP: jax.Array, mode: str) -> jax.Array:
+  """What heads and probes read from pooled layers [X, J, P]: [B, J, F] (F = feature_width).
+
+  siamese: [u, v, |u - v|, u * v] of sentence A's (u) and B's (v) pooled vectors; attend: the
+  same of the two means, then A's and B's alignment statistics (pool_layer); the other
   modes: the pooled vector itself. tanh is applied by the caller (after any layer mix).
   """
-  if mode != "siamese":
-    return pooled_XJD
-  half = pooled_XJD.shape[0] // 2
-  u, v = pooled_XJD[:half], pooled_XJD[half:]
-  return jnp.concatenate([u, v, jnp.abs(u - v), u * v], axis=-1)
+  if not encodes_separately(mode):
+    return pooled_XJP
+  half = pooled_XJP.shape[0] // 2
+  a_BJP, b_BJP = pooled_XJP[:half], pooled_XJP[half:]
+  width = pooled_XJP.shape[-1] // 3 if mode == "attend" else pooled_XJP.shape[-1]
+  u, v = a_BJP[..., :width], b_BJP[..., :width]
+  out = [u, v, jnp.abs(u - v), u * v]
+  if mode == "attend":
+    out += [a_BJP[..., width:], b_BJP[..., width:]]
+  return jnp.concatenate(out, axis=-1)

@@ -7,7 +7,8 @@ Structure (the paper's, with DARTS conventions where it is silent):
 - Cell k (1..k_max) has two input nodes, the outputs of cells k-2 and k-1; "cells" -1 and 0 are
   the two embedding streams, set by the input mode (cfg.input_mode, nas/inputs.py): for a
   single sentence both are the embedded sentence; for a pair, "siamese" encodes each sentence
-  on its own with the same cells (a batch of 2B) and "aligned" (the authors') feeds sentence A
+  on its own with the same cells (a batch of 2B; "attend" likewise, its heads also reading
+  each layer's cross-sentence alignment) and "aligned" (the authors') feeds sentence A
   and sentence B, each from position 0, as the two inputs.
 - Nodes are numbered 0, 1 (the inputs) and 2 .. 2+N-1 (intermediate). Intermediate node j gets
   one edge from every earlier node: 2 + 3 + 4 = 9 edges for N = 3, in the order of `cell_edges`.
@@ -20,8 +21,9 @@ Structure (the paper's, with DARTS conventions where it is silent):
   every edge (stored stacked, leading axes [k_max, E], so the cells run under a lax.scan and
   the edges under an inner one: the edge body compiles once instead of k_max * E times).
 - Heads: for each depth k in 1..k_max, a softmax mix (learned logits) of the masked-mean-pooled
-  layers 0..k (layer 0 = the embedded input, layer i = cell i), its features (in siamese mode
-  [u, v, |u - v|, u * v] of the two sentences), tanh and a linear layer to classes.
+  layers 0..k (layer 0 = the embedded input, layer i = cell i; inputs.pool_layer), its
+  features (in siamese mode [u, v, |u - v|, u * v] of the two sentences; inputs.features),
+  tanh and a linear layer to classes.
   The output logits are the heads mixed by the depth one-hot. One student probe (tanh, linear)
   per cell gives layer_logits [B, k_max, C] for the distillation loss.
 
@@ -114,7 +116,7 @@ class SupernetConfig:
 
   @property
   def feature_width(self) -> int:
-    """What each head and probe reads (4 x hidden in siamese mode)."""
+    """What each head and probe reads (inputs.feature_width)."""
     return inputs.feature_width(self.hidden, self.input_mode)
 
 
@@ -275,7 +277,8 @@ def supernet_apply(params: Params, emb_tables: dict[str, jax.Array], batch: dict
   sample: from gumbel.sample_architecture, or exact one-hots for a fixed architecture.
   Returns logits [B, C] (the heads mixed by depth), layer_logits [B, k_max, C] (per-cell
   probes), head_logits [B, k_max, C] (head of depth k at index k-1), depth_weights [k_max],
-  pooled [X, k_max + 1, D] (layer 0 = embedding; X = B, or 2B in siamese mode: A then B).
+  pooled [X, k_max + 1, P] (layer 0 = embedding; X = B, or 2B in siamese and attend mode: A
+  then B; P = inputs.pooled_width: D, or 3D in attend mode).
   """
   weights = params["weights"]
   _check_sample(sample, cfg)
@@ -298,44 +301,48 @@ def supernet_apply(params: Params, emb_tables: dict[str, jax.Array], batch: dict
       keep_BLD = jax.random.bernoulli(jax.random.fold_in(dropout_key, cell_index),
                                       1.0 - cfg.dropout, (out_BLD.size,)).reshape(out_BLD.shape)
       out_BLD = jnp.where(keep_BLD, out_BLD / (1.0 - cfg.dropout), 0.0)
-    return out_BLD
+    return out_BLD, inputs.pool_layer(out_BLD, cell_mask_XL, cfg.input_mode)
 
   if cfg.remat:
     run_cell = jax.checkpoint(run_cell)
+  pooled_shape = (stream_a_XLD.shape[0], inputs.pooled_width(h, cfg.input_mode))
 
   def scan_body(carry, cell_xs):
     s0_BLD, s1_BLD = carry
     cell_params, cell_index = cell_xs
     if cfg.mode == "sampled":
-      # Cells deeper than the sampled depth feed nothing the sampled head reads: skip them.
+      # Cells deeper than the sampled depth feed nothing the sampled head reads: skip them
+      # (their output and pooled layer are zeros).
       run = lambda: run_cell(cell_params, s0_BLD, s1_BLD, cell_index)
-      skip = lambda: jnp.zeros_like(s1_BLD)
+      skip = lambda: (jnp.zeros_like(s1_BLD), jnp.zeros(pooled_shape, s1_BLD.dtype))
       static_cell, static_depth = _static_int(cell_index), _static_int(sample["depth_index"])
       if static_cell is not None and static_depth is not None:
-        out_BLD = run() if static_cell <= static_depth else skip()
+        out_BLD, pooled_XP = run() if static_cell <= static_depth else skip()
       else:
-        out_BLD = lax.cond(cell_index <= sample["depth_index"], run, skip)
+        out_BLD, pooled_XP = lax.cond(cell_index <= sample["depth_index"], run, skip)
     else:
-      out_BLD = run_cell(cell_params, s0_BLD, s1_BLD, cell_index)
-    return (s1_BLD, out_BLD), masked_mean(out_BLD, cell_mask_XL)
+      out_BLD, pooled_XP = run_cell(cell_params, s0_BLD, s1_BLD, cell_index)
+    return (s1_BLD, out_BLD), pooled_XP
 
-  _, pooled_KXD = _scan(scan_body, (stream_a_XLD, stream_b_XLD),
+  _, pooled_KXP = _scan(scan_body, (stream_a_XLD, stream_b_XLD),
                         (weights["cells"], np.arange(k_max, dtype=np.int32)), cfg.unroll)
-  pooled_XKD = jnp.concatenate([masked_mean(layer0_XLD, cell_mask_XL)[:, None],
-                                jnp.swapaxes(pooled_KXD, 0, 1)], axis=1)
-  chex.assert_shape(pooled_XKD, (layer0_XLD.shape[0], k_max + 1, h))
+  pooled_XKP = jnp.concatenate(
+      [inputs.pool_layer(layer0_XLD, cell_mask_XL, cfg.input_mode)[:, None],
+       jnp.swapaxes(pooled_KXP, 0, 1)], axis=1)
+  chex.assert_shape(pooled_XKP, (layer0_XLD.shape[0], k_max + 1,
+                                 inputs.pooled_width(h, cfg.input_mode)))
 
   # Head k (index k-1) mixes layers 0..k: mask the deeper layers out of its softmax.
   heads = weights["heads"]
   visible_KJ = jnp.arange(k_max + 1)[None, :] <= jnp.arange(1, k_max + 1)[:, None]
   mix_KJ = jax.nn.softmax(jnp.where(visible_KJ, heads["mix_logits"], -jnp.inf), axis=-1)
-  head_in_BKF = jnp.tanh(inputs.features(jnp.einsum("kj,xjd->xkd", mix_KJ, pooled_XKD),
+  head_in_BKF = jnp.tanh(inputs.features(jnp.einsum("kj,xjp->xkp", mix_KJ, pooled_XKP),
                                          cfg.input_mode))
   head_logits_BKC = jnp.einsum("bkf,kfc->bkc", head_in_BKF, heads["kernel"]) + heads["bias"]
   logits_BC = jnp.einsum("k,bkc->bc", depth_weights_K, head_logits_BKC)
 
   probes = weights["probes"]
-  probe_in_BKF = jnp.tanh(inputs.features(pooled_XKD[:, 1:], cfg.input_mode))
+  probe_in_BKF = jnp.tanh(inputs.features(pooled_XKP[:, 1:], cfg.input_mode))
   layer_logits_BKC = (jnp.einsum("bkf,kfc->bkc", probe_in_BKF, probes["kernel"])
                       + probes["bias"])
   num_classes = heads["bias"].shape[-1]
@@ -343,4 +350,4 @@ def supernet_apply(params: Params, emb_tables: dict[str, jax.Array], batch: dict
   chex.assert_shape(logits_BC, (batch_size, num_classes))
   return {"logits": logits_BC, "layer_logits": layer_logits_BKC,
           "head_logits": head_logits_BKC, "depth_weights": depth_weights_K,
-          "pooled": pooled_XKD}
+          "pooled": pooled_XKP}

@@ -6,8 +6,8 @@ Params (training form):
    "cells": [{"edges": [op params per genotype edge], "node_logits": [N]}] * K,
    "head": {"mix_logits" [K+1], "kernel" [F, C], "bias" [C]},
    "probes": {"kernel" [K, F, C], "bias" [K, C]}}        # for layer-wise KD while training
-F is the feature width: H, or 4H for the siamese pair mode (nas/inputs.py; the genotype's
-input_mode says how a pair is read). The exported form replaces the projection by the
+F is the feature width: H, 4H for the siamese pair mode or 8H for attend (nas/inputs.py;
+the genotype's input_mode says how a pair is read). The exported form replaces the projection by the
 projected tables {"embedding": {"word" [V, H], "position" [P, H], "ln_scale", "ln_bias"}} and
 drops the probes: the deployable model needs neither the teacher's 384-wide tables nor the KD
 heads.
@@ -118,7 +118,7 @@ def student_apply(params: Params, batch: dict[str, Any], geno: Genotype, *,
   s0_XLD, s1_XLD, mask_XL, layer0_XLD = inputs.cell_inputs(
       lambda ids: _embed(params["embedding"], emb_tables, ids), params["embedding"], batch,
       mode, train=train, dropout=dropout, dropout_key=dropout_key)
-  pooled = [inputs.masked_mean(layer0_XLD, mask_XL)]
+  pooled = [inputs.pool_layer(layer0_XLD, mask_XL, mode)]
   first_node = supernet.NUM_INPUT_NODES
   for c, cell in enumerate(params["cells"]):
     states = [s0_XLD, s1_XLD]
@@ -134,15 +134,15 @@ def student_apply(params: Params, batch: dict[str, Any], geno: Genotype, *,
       keep = jax.random.bernoulli(jax.random.fold_in(dropout_key, c), 1.0 - dropout,
                                   out_XLD.shape)
       out_XLD = jnp.where(keep, out_XLD / (1.0 - dropout), 0.0)
-    pooled.append(inputs.masked_mean(out_XLD, mask_XL))
+    pooled.append(inputs.pool_layer(out_XLD, mask_XL, mode))
     s0_XLD, s1_XLD = s1_XLD, out_XLD
-  pooled_XJD = jnp.stack(pooled, axis=1)  # [X, K+1, H], layer 0 = embedding
+  pooled_XJP = jnp.stack(pooled, axis=1)  # [X, K+1, P], layer 0 = embedding
   head = params["head"]
-  mixed_X1D = jnp.einsum("j,xjd->xd", jax.nn.softmax(head["mix_logits"]), pooled_XJD)[:, None]
-  head_in_BF = jnp.tanh(inputs.features(mixed_X1D, mode))[:, 0]
+  mixed_X1P = jnp.einsum("j,xjp->xp", jax.nn.softmax(head["mix_logits"]), pooled_XJP)[:, None]
+  head_in_BF = jnp.tanh(inputs.features(mixed_X1P, mode))[:, 0]
   out = {"logits": head_in_BF @ head["kernel"] + head["bias"]}
   if "probes" in params:
-    probe_in_BKF = jnp.tanh(inputs.features(pooled_XJD[:, 1:], mode))
+    probe_in_BKF = jnp.tanh(inputs.features(pooled_XJP[:, 1:], mode))
     out["layer_logits"] = (jnp.einsum("bkf,kfc->bkc", probe_in_BKF,
                                       params["probes"]["kernel"]) + params["probes"]["bias"])
   chex.assert_shape(out["logits"], (inputs.batch_size(batch), None))

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from adabert_jax.nas import ops
+from adabert_jax.nas import inputs, ops
 from adabert_jax.nas.genotype import Genotype
 from adabert_jax.nas.supernet import NUM_INPUT_NODES
 
@@ -115,6 +115,24 @@ def _masked_mean(g: _Graph, x: str, m_b1l: str) -> str:
   return g.op("Div", total, g.op("Max", count, g.const(np.float32(1))))
 
 
+def _pool_layer(g: _Graph, x: str, m_b1l: str, mode: str, width: int) -> str:
+  """[B, P] of x [B, D, L] (inputs.pool_layer): the masked mean, and in attend mode the
+  masked means of x * x~ and |x - x~| for x~ the alignment with the other sentence."""
+  mean = _masked_mean(g, x, m_b1l)
+  if mode != "attend":
+    return mean
+  other, other_mask = _swap_halves(g, x), _swap_halves(g, m_b1l)  # [B, D, S], [B, 1, S]
+  scores = g.op("Mul", g.op("MatMul", g.op("Transpose", x, perm=[0, 2, 1]), other),
+                g.const(np.float32(1 / np.sqrt(width))))  # [B, L, S]
+  scores = g.op("Where", g.op("Greater", other_mask, g.const(np.float32(0))), scores,
+                g.const(np.float32(inputs.NO_PARTNER_TOKEN)))
+  weights = g.op("Softmax", scores, axis=-1)
+  aligned = g.op("Transpose", g.op("MatMul", weights, g.op("Transpose", other, perm=[0, 2, 1])),
+                 perm=[0, 2, 1])  # [B, D, L]
+  return g.op("Concat", mean, _masked_mean(g, g.op("Mul", x, aligned), m_b1l),
+              _masked_mean(g, g.op("Abs", g.op("Sub", x, aligned)), m_b1l), axis=1)
+
+
 def _split_pair(g: _Graph, ids: str, types: str, mask: str) -> tuple[str, str, str, str]:
   """inputs.split_pair in ONNX: (ids_a, mask_a, ids_b, mask_b), int64 [B, L] each."""
   zero, one = g.const(np.int64(0)), g.const(np.int64(1))
@@ -181,7 +199,7 @@ def student_onnx(params: dict, geno: Genotype, num_classes: int):
     ids_x = g.op("Concat", ids_a, ids_b, axis=0)
     mask_x = g.op("Concat", mask_a, mask_b, axis=0)
     x = embed(ids_x, mask_x)
-    if mode == "siamese":
+    if inputs.encodes_separately(mode):
       s0 = s1 = layer0 = x
       m = _mask_b1l(mask_x)
     else:  # aligned
@@ -189,7 +207,8 @@ def student_onnx(params: dict, geno: Genotype, num_classes: int):
       m = g.op("Max", _mask_b1l(mask_a), _mask_b1l(mask_b))
       layer0 = g.op("Mul", g.op("Add", s0, s1), g.const(np.float32(0.5)))
 
-  pooled = [_masked_mean(g, layer0, m)]
+  width = np.asarray(emb["ln_scale"]).shape[0]
+  pooled = [_pool_layer(g, layer0, m, mode, width)]
   for cell in params["cells"]:
     states = [s0, s1]
     for node in range(NUM_INPUT_NODES, NUM_INPUT_NODES + geno.num_nodes):
@@ -207,7 +226,7 @@ def student_onnx(params: dict, geno: Genotype, num_classes: int):
     for n, state in enumerate(states[NUM_INPUT_NODES + 1:], start=1):
       out = g.op("Add", out, g.op("Mul", state, g.const(np.float32(node_weights[n]))))
     out = _layer_norm_channels(g, out)
-    pooled.append(_masked_mean(g, out, m))
+    pooled.append(_pool_layer(g, out, m, mode, width))
     s0, s1 = s1, out
 
   head = params["head"]
@@ -217,9 +236,13 @@ def student_onnx(params: dict, geno: Genotype, num_classes: int):
   mixed = g.op("Mul", pooled[0], g.const(np.float32(mix[0])))
   for j, p in enumerate(pooled[1:], start=1):
     mixed = g.op("Add", mixed, g.op("Mul", p, g.const(np.float32(mix[j]))))
-  if mode == "siamese":
-    u, v = _halves(g, mixed)
-    mixed = g.op("Concat", u, v, g.op("Abs", g.op("Sub", u, v)), g.op("Mul", u, v), axis=1)
+  if inputs.encodes_separately(mode):  # inputs.features
+    a, b = _halves(g, mixed)
+    u, v = (_columns(g, h, 0, width) for h in (a, b))
+    parts = [u, v, g.op("Abs", g.op("Sub", u, v)), g.op("Mul", u, v)]
+    if mode == "attend":
+      parts += [_columns(g, h, width, 3 * width) for h in (a, b)]
+    mixed = g.op("Concat", *parts, axis=1)
   logits = g.op("Add", g.op("MatMul", g.op("Tanh", mixed), g.const(head["kernel"], "kernel")),
                 g.const(head["bias"], "bias"))
   g.nodes.append(helper.make_node("Identity", [logits], ["logits"]))
@@ -234,6 +257,19 @@ def student_onnx(params: dict, geno: Genotype, num_classes: int):
                             producer_name="adabert-jax")
   g.onnx.checker.check_model(model)
   return model
+
+
+def _columns(g: _Graph, x: str, start: int, stop: int) -> str:
+  """x[:, start:stop] of a [B, P] value."""
+  return g.op("Slice", x, g.const(np.array([start], np.int64)),
+              g.const(np.array([stop], np.int64)), g.const(np.array([1], np.int64)))
+
+
+def _swap_halves(g: _Graph, x: str) -> str:
+  """Each row's other sentence (inputs.partner): the second half along axis 0, then the
+  first."""
+  first, second = _halves(g, x)
+  return g.op("Concat", second, first, axis=0)
 
 
 def _halves(g: _Graph, x: str) -> tuple[str, str]:

@@ -60,6 +60,8 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
   c.search.remat = False
   # How the student reads a sentence pair (pair tasks only; adabert_jax/nas/inputs.py):
   #   siamese  each sentence encoded alone by the same cells, heads on [u, v, |u-v|, u*v]
+  #   attend   siamese, and every layer softly aligns each token with the other sentence's
+  #            tokens; heads also read how well each sentence's tokens are matched
   #   aligned  the authors' code: sentence A and B, each from position 0, as the first
   #            cell's two input nodes
   #   masked   the concatenated pair masked into its two segments (additive in A and B;
