@@ -10,6 +10,7 @@ from absl import app, flags, logging
 import ml_collections
 from ml_collections import config_flags
 
+from adabert_jax import config_check
 from adabert_jax.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -24,7 +25,7 @@ flags.DEFINE_bool("overwrite", False, "Discard a stage's artefacts in --workdir 
 
 
 def config_with_flags(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The config with the short flags applied on top."""
+  """The config with the short flags applied on top, every value checked."""
   config = ml_collections.ConfigDict(config)  # a copy: flag values stay untouched
   if FLAGS.task is not None:
     config.task = FLAGS.task
@@ -32,6 +33,7 @@ def config_with_flags(config: ml_collections.ConfigDict) -> ml_collections.Confi
     config.data.glue_dir = FLAGS.glue_dir
     if config.data.source == "movie_reviews":
       config.data.source = "auto"
+  config_check.check(config)  # before any stage runs or any folder is touched
   return config
 
 

@@ -66,10 +66,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       raise UserError("--config.derive.method=measured scores architectures on training "
                       "examples kept out of the search: set --config.search.holdout (e.g. "
                       "2000; the search then reruns), or use --config.derive.method=alpha.")
-    if cfg.beta < 0 or cfg.passes < 0 or cfg.tie_se < 0 or cfg.batch_size <= 0:
-      raise UserError("--config.derive.beta, .passes and .tie_se must be >= 0 and "
-                      f".batch_size > 0, got {cfg.beta}, {cfg.passes}, {cfg.tie_se}, "
-                      f"{cfg.batch_size}.")
 
 
 def stage_fingerprint(config: ml_collections.ConfigDict, search_result: dict) -> dict:
