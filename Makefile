@@ -21,8 +21,10 @@ demo: venv
 	$(PY) experiments/pipeline.py --config=experiments/configs/default.py:quick \
 	  --workdir=$(WORKDIR)
 
+# One worker per core; the tests that share the session's finished tiny run go to one
+# worker (xdist_group "tiny_run"). For a quick lane while working: pytest -q -m "not slow".
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadgroup
 
 clean:
 	rm -rf $(VENV) runs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Callable
 
@@ -38,9 +39,21 @@ def config_with_flags(config: ml_collections.ConfigDict) -> ml_collections.Confi
 
 
 def require_workdir() -> str:
-  if not FLAGS.workdir:
+  """--workdir; one line when it is missing, a file (or under one), or not writable. The
+  folder itself is made by the first stage that writes."""
+  workdir = FLAGS.workdir
+  if not workdir:
     raise UserError("--workdir is required: the folder where this run keeps its files.")
-  return FLAGS.workdir
+  existing = os.path.abspath(workdir)
+  while not os.path.exists(existing):  # the nearest part of the path that exists
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise UserError(f"--workdir={workdir}: {existing} is a file, not a folder: pass a "
+                    "folder path.")
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise UserError(f"--workdir={workdir}: {existing} is not writable: pass a folder you "
+                    "can write to.")
+  return workdir
 
 
 def run(main: Callable[[list[str]], None]) -> None:
@@ -48,13 +61,27 @@ def run(main: Callable[[list[str]], None]) -> None:
 
   def wrapped(argv):
     logging.set_verbosity(logging.WARNING)  # keep JAX's INFO chatter off the console
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when ignored (&)
+      signal.signal(signal.SIGINT, _interrupted)
     try:
       main(argv)
     except UserError as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
+    except OSError as e:
+      _config_file_error(e)
 
   app.run(wrapped, flags_parser=_parse_flags)
+
+
+def _interrupted(signum, frame) -> None:
+  """Ctrl-C: one line, then out at once, as a kill would. Every artefact is written to a
+  temporary name and renamed, and training resumes from its last checkpoint, so stopping
+  anywhere is safe; unwinding instead would let orbax's save threads print tracebacks."""
+  del signum, frame
+  print("interrupted: finished stages and the last checkpoint are kept; rerun the same "
+        "command to resume.", file=sys.stderr, flush=True)
+  os._exit(130)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -71,6 +98,18 @@ def _parse_flags(argv: list[str]) -> list[str]:
     sys.exit(2)
   except (AttributeError, KeyError) as e:
     _unknown_config_key(e)
+  except OSError as e:  # with --config.* overrides the file is read while parsing
+    _config_file_error(e)
+
+
+def _config_file_error(e: OSError) -> None:
+  """ml_collections reports a missing or broken --config file in ~40 lines; one instead."""
+  if "config file" not in str(e) and "No such file" not in str(e):
+    raise e
+  detail = [line.strip() for line in str(e).splitlines() if line.strip()][-1]
+  print(f"error: --config could not be loaded ({detail}): pass an existing config file, "
+        "e.g. --config=experiments/configs/default.py:quick.", file=sys.stderr)
+  sys.exit(2)
 
 
 def _unknown_config_key(e: Exception) -> None:

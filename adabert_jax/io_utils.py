@@ -10,6 +10,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from adabert_jax.errors import UserError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
@@ -43,9 +45,39 @@ def save_json_atomic(path: str, obj: Any) -> None:
       f.write("\n")
 
 
+def damaged(path: str, reason: str) -> UserError:
+  """The one message for an artefact that exists but cannot be read: the fix is to make its
+  stage (the folder that holds it) again."""
+  folder = os.path.dirname(os.path.abspath(path))
+  return UserError(f"{path} is damaged ({reason}): delete {folder} and rerun the same "
+                   "command, which makes it again.")
+
+
 def load_json(path: str) -> Any:
-  with open(path) as f:
-    return json.load(f)
+  """The JSON file at `path`; a damaged one is a UserError naming it (a missing one stays
+  FileNotFoundError: callers decide what absence means)."""
+  with open(path, "rb") as f:
+    try:
+      return json.loads(f.read().decode("utf-8"))
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+      raise damaged(path, f"not valid JSON: {e}") from None
+
+
+def load_npz(path: str, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+  """Every array (or `keys`) of an .npz file, read into memory; a damaged or incomplete
+  file is a UserError naming it."""
+  import zipfile
+
+  try:
+    with np.load(path) as data:
+      missing = [k for k in keys or () if k not in data.files]
+      if missing:
+        raise damaged(path, f"it lacks {', '.join(missing)}")
+      return {k: data[k] for k in (keys or data.files)}
+  except (zipfile.BadZipFile, EOFError, ValueError, KeyError, OSError) as e:
+    if isinstance(e, FileNotFoundError):
+      raise
+    raise damaged(path, f"{type(e).__name__}: {e}") from None
 
 
 def json_dumps(obj: Any) -> str:

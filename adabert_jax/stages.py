@@ -106,8 +106,7 @@ def ensure_knowledge(config, task, splits, vocab, workdir, teacher_result,
     meta = probes.knowledge_meta(teacher_result, vocab.hash, config.data.max_len, split,
                                  len(splits[split]["label"]))
     knowledge[split] = probes.load_knowledge(os.path.join(kdir, f"{split}.npz"), meta)
-  with np.load(os.path.join(kdir, "embeddings.npz")) as tables:
-    emb_tables = {k: tables[k] for k in tables.files}
+  emb_tables = io_utils.load_npz(os.path.join(kdir, "embeddings.npz"))
   return {"knowledge": knowledge, "emb_tables": emb_tables, "summary": summary}
 
 

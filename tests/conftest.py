@@ -101,3 +101,23 @@ def tiny_splits(vocab):
                            raw.labels[pick])
     splits[split] = tokenization.tokenize(raw, vocab, max_len=32)
   return task, splits
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_bert_dir):
+  """The whole tiny pipeline (with one augmented copy and the baselines), run once per
+  session as a user runs it: (the run folder, the command, its environment, the finished
+  process). Tests that change the run work on a copy."""
+  import subprocess
+  import sys
+  import types
+
+  base = tmp_path_factory.mktemp("tiny_run")
+  args = [sys.executable, os.path.join(REPO_ROOT, "experiments", "pipeline.py"),
+          f"--config={os.path.join(REPO_ROOT, 'experiments', 'configs', 'default.py')}:tiny",
+          f"--workdir={base / 'run'}", f"--config.teacher.checkpoint={tiny_bert_dir}",
+          "--config.bench.bert_base=false", "--config.augment.copies=1", "--baselines"]
+  env = {**os.environ, "ADABERT_QUIET": "1", "ADABERT_CACHE_DIR": str(base / "cache")}
+  done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
+  assert done.returncode == 0, done.stderr[-3000:]
+  return types.SimpleNamespace(dir=base / "run", args=args, env=env, first=done)

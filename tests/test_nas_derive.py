@@ -138,10 +138,6 @@ def test_measured_derive_without_holdout_fails_fast():
     derive.check_config(config)
   config.search.holdout = 100
   derive.check_config(config)
-  config.derive.tie_se = -1.0
-  with pytest.raises(UserError, match="tie_se"):
-    derive.check_config(config)
-  config.derive.tie_se = 1.0
   config.derive.method = "best"
   with pytest.raises(UserError, match="derive.method"):
     derive.check_config(config)

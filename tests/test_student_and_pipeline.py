@@ -62,18 +62,12 @@ def test_genotype_round_trip_through_the_model():
                                cfg.num_nodes).to_json() == geno.to_json()
 
 
-def test_pipeline_end_to_end_and_rerun_reuses_every_stage(tmp_path, tiny_bert_dir):
-  args = [sys.executable, os.path.join(REPO_ROOT, "experiments", "pipeline.py"),
-          f"--config={os.path.join(REPO_ROOT, 'experiments', 'configs', 'default.py')}:tiny",
-          f"--workdir={tmp_path / 'run'}", f"--config.teacher.checkpoint={tiny_bert_dir}",
-          "--config.bench.bert_base=false", "--config.augment.copies=1", "--baselines"]
-  env = {**os.environ, "ADABERT_QUIET": "1", "ADABERT_CACHE_DIR": str(tmp_path / "cache")}
-  first = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
-  assert first.returncode == 0, first.stderr[-3000:]
+@pytest.mark.xdist_group("tiny_run")
+def test_pipeline_end_to_end_and_rerun_reuses_every_stage(tiny_run):
+  args, env, first, run = tiny_run.args, tiny_run.env, tiny_run.first, tiny_run.dir
   for stage in ("teacher", "precompute", "search", "derive", "augment", "student",
                 "benchmark"):
     assert f"[{stage}] running" in first.stdout
-  run = tmp_path / "run"
   results = json.load(open(run / "results.json"))
   assert results["task"] == "rotten_tomatoes"
   assert results["speed"]["speedup_vs_teacher"] > 0

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 
 import numpy as np
 
@@ -120,10 +121,11 @@ def load_tokenized(task: Task, split: str, source: Source, vocab: Vocab, max_len
   path = cache_path(cache_dir, task, split, max_len, vocab, source.fingerprint(task, split))
   if os.path.isfile(path):
     try:
-      with np.load(path) as data:
-        return {name: data[name] for name in FEATURES}
-    except (OSError, ValueError, KeyError):
-      pass  # A damaged cache file is rebuilt below.
+      return io_utils.load_npz(path, FEATURES)
+    except UserError:  # a damaged cache entry is not the user's problem: rebuilt below
+      print(f"warning: discarding the damaged token cache file {path}; tokenizing again",
+            file=sys.stderr)
+      os.remove(path)
   arrays = tokenize(source.read(task, split), vocab, max_len)
   io_utils.save_npz_atomic(path, arrays)
   return arrays

@@ -217,8 +217,7 @@ def load_export(path: str) -> tuple[dict, Genotype, ExportedTask, int]:
   """(exported params, genotype, task, max_len) of a checked export folder."""
   read_manifest(path)
   model = io_utils.load_json(os.path.join(path, "model.json"))
-  with np.load(os.path.join(path, "params.npz")) as data:
-    params = _fill(model["params"], {k: data[k] for k in data.files})
+  params = _fill(model["params"], io_utils.load_npz(os.path.join(path, "params.npz")))
   geno = Genotype.from_json(json.dumps(model["genotype"]))
   t = model["task"]
   task = ExportedTask(t["name"], tuple(t["labels"]), tuple(t["text_columns"]))

@@ -106,8 +106,15 @@ def load_teacher(checkpoint: str, num_classes: int, key: jax.Array
   from transformers.models.bert import modeling_flax_bert
 
   # from_pt=True reads safetensors (PyTorch- or Flax-named) without needing PyTorch.
-  pretrained = transformers.FlaxBertModel.from_pretrained(
-      model_dir, from_pt=weights[0] == "model.safetensors")
+  try:
+    pretrained = transformers.FlaxBertModel.from_pretrained(
+        model_dir, from_pt=weights[0] == "model.safetensors")
+  except Exception as e:  # noqa: BLE001  (safetensors, msgpack and shape errors alike)
+    raise UserError(
+        f"{os.path.join(model_dir, weights[0])} cannot be loaded ({type(e).__name__}: "
+        f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}): the teacher "
+        "checkpoint is damaged or not a BERT; copy it again or pick another "
+        "--config.teacher.checkpoint.") from None
   config = pretrained.config
   module = modeling_flax_bert.FlaxBertModule(config=config, add_pooling_layer=False)
   bert_params = {k: v for k, v in pretrained.params.items() if k != "pooler"}

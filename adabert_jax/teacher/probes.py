@@ -176,15 +176,14 @@ def load_knowledge(path: str, expected_meta: dict) -> dict[str, np.ndarray]:
   vocabulary, max_len or split than `expected_meta` describes."""
   if not os.path.isfile(path):
     raise UserError(f"{path} is missing: run experiments/precompute.py for this workdir.")
-  with np.load(path) as data:
-    meta = io_utils.json_loads(str(data["meta"]))
-    stale = _stale_fields(meta, expected_meta)
-    if stale:
-      raise UserError(
-          f"{path} does not belong to this run ({'; '.join(stale)}). It was precomputed for "
-          "another teacher or setting: delete it (or use a fresh --workdir) and rerun "
-          "precompute.")
-    return {"teacher_logits": data["teacher_logits"], "probe_logits": data["probe_logits"]}
+  data = io_utils.load_npz(path, ("meta", "teacher_logits", "probe_logits"))
+  stale = _stale_fields(io_utils.json_loads(str(data["meta"])), expected_meta)
+  if stale:
+    raise UserError(
+        f"{path} does not belong to this run ({'; '.join(stale)}). It was precomputed for "
+        "another teacher or setting: delete it (or use a fresh --workdir) and rerun "
+        "precompute.")
+  return {"teacher_logits": data["teacher_logits"], "probe_logits": data["probe_logits"]}
 
 
 def run_precompute(config: ml_collections.ConfigDict, task: Task,
@@ -309,8 +308,7 @@ def run_augmentation(config: ml_collections.ConfigDict, train: dict[str, np.ndar
   cfg = config.augment
   out_dir = augment_dir(workdir)
   os.makedirs(out_dir, exist_ok=True)
-  with np.load(os.path.join(knowledge_dir(workdir), "probes.npz")) as f:
-    probes = {k: f[k] for k in f.files}
+  probes = io_utils.load_npz(os.path.join(knowledge_dir(workdir), "probes.npz"))
   tokens = augment.read_vocab_tokens(vocab_path)
   if len(tokens) != word_table.shape[0]:
     raise UserError(f"{vocab_path} has {len(tokens)} entries but the teacher's word table "
@@ -346,16 +344,16 @@ def load_augmented(path: str, train: dict[str, np.ndarray], expected_meta: dict
                    ) -> dict[str, np.ndarray]:
   """The augmented copies as training arrays with their knowledge (the segment ids and
   mask come from each copy's source row)."""
-  with np.load(path) as data:
-    meta = io_utils.json_loads(str(data["meta"]))
-    stale = _stale_fields(meta, expected_meta)
-    if int(data["source"].max(initial=-1)) >= len(train["label"]):
-      stale.append(f"made from a larger train set than this run's {len(train['label'])}")
-    if stale:
-      raise UserError(f"{path} does not belong to this run ({'; '.join(stale)}): delete it "
-                      "(or use a fresh --workdir) and rerun.")
-    source = data["source"]
-    return {"input_ids": data["input_ids"], "label": data["label"],
-            "token_type_ids": train["token_type_ids"][source],
-            "attention_mask": train["attention_mask"][source],
-            "teacher_logits": data["teacher_logits"], "probe_logits": data["probe_logits"]}
+  data = io_utils.load_npz(path, ("meta", "source", "input_ids", "label", "teacher_logits",
+                                 "probe_logits"))
+  stale = _stale_fields(io_utils.json_loads(str(data["meta"])), expected_meta)
+  if int(data["source"].max(initial=-1)) >= len(train["label"]):
+    stale.append(f"made from a larger train set than this run's {len(train['label'])}")
+  if stale:
+    raise UserError(f"{path} does not belong to this run ({'; '.join(stale)}): delete it "
+                    "(or use a fresh --workdir) and rerun.")
+  source = data["source"]
+  return {"input_ids": data["input_ids"], "label": data["label"],
+          "token_type_ids": train["token_type_ids"][source],
+          "attention_mask": train["attention_mask"][source],
+          "teacher_logits": data["teacher_logits"], "probe_logits": data["probe_logits"]}

@@ -94,10 +94,17 @@ def restore_pytree(path: str, like: Any | None = None) -> Any:
     else:
       raise FileNotFoundError(path)
   checkpointer = ocp.StandardCheckpointer()
-  if like is None:
-    return checkpointer.restore(path)
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-  return checkpointer.restore(path, abstract)
+  try:
+    if like is None:
+      return checkpointer.restore(path)
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    return checkpointer.restore(path, abstract)
+  except Exception as e:  # noqa: BLE001  (orbax and tensorstore raise many kinds)
+    reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+    raise io_utils.damaged(path, f"the checkpoint cannot be restored: {type(e).__name__}"
+                           + (f": {reason}" if reason else "")) from None
+  finally:
+    checkpointer.close()  # its background thread would log a traceback at exit otherwise
 
 
 def write_meta(path: str, meta: dict) -> None:
