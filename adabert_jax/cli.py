@@ -67,7 +67,11 @@ def run(main: Callable[[list[str]], None]) -> None:
       main(argv)
     except UserError as e:
       print(f"error: {e}", file=sys.stderr)
-      sys.exit(2)
+      sys.stdout.flush()
+      sys.stderr.flush()
+      # Out at once: orbax's and tensorstore's background threads, left mid-read by a
+      # damaged checkpoint, print tracebacks during a normal interpreter teardown.
+      os._exit(2)
     except OSError as e:
       _config_file_error(e)
 
