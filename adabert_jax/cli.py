@@ -73,6 +73,8 @@ def run(main: Callable[[list[str]], None]) -> None:
       # damaged checkpoint, print tracebacks during a normal interpreter teardown.
       os._exit(2)
     except OSError as e:
+      if "Failed loading config file" not in str(e):  # any other missing file: a traceback
+        raise
       _config_file_error(e)
 
   app.run(wrapped, flags_parser=_parse_flags)
@@ -108,8 +110,6 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 def _config_file_error(e: OSError) -> None:
   """ml_collections reports a missing or broken --config file in ~40 lines; one instead."""
-  if "config file" not in str(e) and "No such file" not in str(e):
-    raise e
   detail = [line.strip() for line in str(e).splitlines() if line.strip()][-1]
   print(f"error: --config could not be loaded ({detail}): pass an existing config file, "
         "e.g. --config=experiments/configs/default.py:quick.", file=sys.stderr)

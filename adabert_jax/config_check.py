@@ -128,8 +128,7 @@ def _local_teacher_positions(checkpoint: str) -> int | None:
   from adabert_jax.teacher import assets
 
   try:
-    if checkpoint in ("", assets.DEFAULT_TEACHER,
-                      f"sentence-transformers/{assets.DEFAULT_TEACHER}"):
+    if assets.is_default_teacher(checkpoint):
       folder = assets.default_teacher_dir()
     elif os.path.isdir(checkpoint):
       folder = checkpoint

@@ -10,6 +10,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from adabert_jax import errors
 from adabert_jax.errors import UserError
 
 
@@ -77,7 +78,7 @@ def load_npz(path: str, keys: tuple[str, ...] | None = None) -> dict[str, np.nda
   except (zipfile.BadZipFile, EOFError, ValueError, KeyError, OSError) as e:
     if isinstance(e, FileNotFoundError):
       raise
-    raise damaged(path, f"{type(e).__name__}: {e}") from None
+    raise damaged(path, errors.summary(e)) from None
 
 
 def json_dumps(obj: Any) -> str:

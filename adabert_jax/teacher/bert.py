@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from adabert_jax.data import tokenization
+from adabert_jax import errors
 from adabert_jax.errors import UserError
 from adabert_jax.teacher import assets
 
@@ -111,9 +112,8 @@ def load_teacher(checkpoint: str, num_classes: int, key: jax.Array
         model_dir, from_pt=weights[0] == "model.safetensors")
   except Exception as e:  # noqa: BLE001  (safetensors, msgpack and shape errors alike)
     raise UserError(
-        f"{os.path.join(model_dir, weights[0])} cannot be loaded ({type(e).__name__}: "
-        f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}): the teacher "
-        "checkpoint is damaged or not a BERT; copy it again or pick another "
+        f"{os.path.join(model_dir, weights[0])} cannot be loaded ({errors.summary(e)}): the "
+        "teacher checkpoint is damaged or not a BERT; copy it again or pick another "
         "--config.teacher.checkpoint.") from None
   config = pretrained.config
   module = modeling_flax_bert.FlaxBertModule(config=config, add_pooling_layer=False)

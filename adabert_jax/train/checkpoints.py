@@ -12,7 +12,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from adabert_jax import io_utils
+from adabert_jax import errors, io_utils
 from adabert_jax.errors import UserError
 
 
@@ -100,11 +100,10 @@ def restore_pytree(path: str, like: Any | None = None) -> Any:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     return checkpointer.restore(path, abstract)
   except Exception as e:  # noqa: BLE001  (orbax and tensorstore raise many kinds)
-    reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-    raise io_utils.damaged(path, f"the checkpoint cannot be restored: {type(e).__name__}"
-                           + (f": {reason}" if reason else "")) from None
+    raise io_utils.damaged(path, f"the checkpoint cannot be restored: {errors.summary(e)}"
+                           ) from None
   finally:
-    checkpointer.close()  # its background thread would log a traceback at exit otherwise
+    checkpointer.close()  # releases its background threads
 
 
 def write_meta(path: str, meta: dict) -> None:
