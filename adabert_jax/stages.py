@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from typing import Any, Callable
 
 import numpy as np
@@ -74,12 +75,60 @@ def run_stage(name: str, stage_dir: str, result_file: str, fingerprint: dict,
   return fn()
 
 
+def _record_legacy_data_files(stage_dir: str, fingerprint: dict) -> None:
+  """A teacher made before stages recorded their data (no "data_files" in its config.json)
+  cannot be checked against it: it is taken as made from today's data, said once on
+  stderr, and the record is added so every later run checks it."""
+  path = os.path.join(stage_dir, "config.json")
+  if not os.path.isfile(path):
+    return
+  old = io_utils.load_json(path)
+  if "data_files" in old or fingerprint_diff({**old, "data_files": fingerprint["data_files"]},
+                                             fingerprint):
+    return
+  print(f"warning: {stage_dir} records no data fingerprint (made by an older version); "
+        "recording today's data as its own. If it was made from other data, rerun with "
+        "--overwrite.", file=sys.stderr)
+  io_utils.save_json_atomic(path, fingerprint)
+
+
 def ensure_teacher(config, task, splits, workdir, overwrite=False) -> dict:
+  from adabert_jax.data import pipeline as data_pipeline
   from adabert_jax.teacher import finetune
 
+  data_files = data_pipeline.data_files(config, task)
+  fingerprint = finetune.stage_fingerprint(config, task, data_files)
+  _record_legacy_data_files(finetune.teacher_dir(workdir), fingerprint)
   return run_stage("teacher", finetune.teacher_dir(workdir), finetune.RESULT_FILE,
-                   finetune.stage_fingerprint(config, task), overwrite,
-                   lambda: finetune.finetune(config, task, splits, workdir))
+                   fingerprint, overwrite,
+                   lambda: finetune.finetune(config, task, splits, workdir,
+                                             data_files=data_files))
+
+
+def check_run_data(config, task, run_dir: str) -> dict[str, str]:
+  """Refuses to score `run_dir`'s models on a task or data its teacher was not made from
+  (evaluate, compare); returns the data's fingerprints for the record."""
+  from adabert_jax.data import pipeline as data_pipeline
+  from adabert_jax.teacher import finetune
+
+  data_files = data_pipeline.data_files(config, task)
+  path = os.path.join(finetune.teacher_dir(run_dir), "config.json")
+  if not os.path.isfile(path):
+    raise UserError(f"No fine-tuned teacher in {run_dir} (--workdir): nothing to score.")
+  made = io_utils.load_json(path)
+  if made.get("task") != task.name:
+    raise UserError(f"{run_dir} was made for task {made.get('task')!r}, not {task.name!r}: "
+                    "pass its --task (and the --config its run used).")
+  recorded = made.get("data_files")
+  if recorded is None:
+    print(f"warning: {run_dir}'s teacher records no data fingerprint (made by an older "
+          "version): the data cannot be checked.", file=sys.stderr)
+  differ = [s for s in data_files if recorded is not None and recorded.get(s) != data_files[s]]
+  if differ:
+    raise UserError(f"{run_dir} was made from other data than --glue_dir/--config.data gives "
+                    f"(split {', '.join(differ)}: {recorded.get(differ[0])} there, "
+                    f"{data_files[differ[0]]} here). Pass the data its run used.")
+  return data_files
 
 
 def ensure_knowledge(config, task, splits, vocab, workdir, teacher_result,

@@ -63,6 +63,9 @@ def main(argv):
     raise UserError("--models needs at least two models: the reference, then the others.")
   task, splits, _ = data_pipeline.load_task_data(config)
   dev = splits[task.main_dev_split]
+  run_dirs = {s.rsplit(":", 1)[0] if ":" in s else workdir for s in specs}
+  for run_dir in sorted(run_dirs):  # the same data for all, or refused
+    data_files = stages.check_run_data(config, task, run_dir)
   mesh = sharding.make_mesh(1)
   correct = {s: predictions(s, workdir, config, dev, mesh) == dev["label"]
              for s in specs}
@@ -70,6 +73,7 @@ def main(argv):
   rows = [(s, compare.paired_comparison(correct[reference], correct[s])) for s in specs[1:]]
   io_utils.save_json_atomic(os.path.join(workdir, "comparison.json"),
                             {"task": task.name, "split": task.main_dev_split,
+                             "data_files": data_files,
                              "reference": reference, "comparisons": dict(rows)})
   print(f"{task.name} {task.main_dev_split}: {reference} "
         f"{100 * correct[reference].mean():.2f}")

@@ -1,4 +1,6 @@
-"""Evaluate a trained model of a run directory on every dev split; writes metrics.json.
+"""Evaluate a trained model of a run directory on every dev split; writes metrics.json
+(the task, the data's fingerprints and the scores). A run is only scored on the task and
+data its teacher was made from.
 
   python experiments/evaluate.py --task=sst2 --glue_dir=../shared/glue --workdir=runs/sst2 \
       --model=teacher          # or --model=student (or student_scratch, ...)
@@ -24,6 +26,7 @@ def main(argv):
   config = cli.config_with_flags(_CONFIG.value)
   workdir, which = cli.require_workdir(), flags.FLAGS.model
   task, splits, _ = data_pipeline.load_task_data(config)
+  data_files = stages.check_run_data(config, task, workdir)
   mesh = sharding.make_mesh(1)
   metrics = {}
   if which == "teacher":
@@ -42,7 +45,8 @@ def main(argv):
     for split in task.dev_splits:
       metrics[split] = student_train.evaluate(params, geno, task, splits[split], None, 64,
                                               mesh)
-  io_utils.save_json_atomic(os.path.join(out_dir, "metrics.json"), metrics)
+  io_utils.save_json_atomic(os.path.join(out_dir, "metrics.json"),
+                            {"task": task.name, "data_files": data_files, "metrics": metrics})
   for split, m in metrics.items():
     print(f"{which} {task.name} {split}: " + ", ".join(
         f"{k} {v:.2f}" for k, v in m.items() if k != "num_examples"))

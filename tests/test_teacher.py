@@ -97,7 +97,7 @@ def finetuned(tmp_path_factory, tiny_bert_dir, tiny_splits):
   task, splits = tiny_splits
   workdir = str(tmp_path_factory.mktemp("run"))
   config = _config(tiny_bert_dir)
-  result = finetune.finetune(config, task, splits, workdir)
+  result = finetune.finetune(config, task, splits, workdir, data_files={"train": "test:0"})
   return config, task, splits, workdir, result
 
 
@@ -196,7 +196,7 @@ def test_nan_in_the_teacher_stops_before_anything_is_saved(tmp_path, tiny_bert_d
 
   monkeypatch.setattr(finetune.bert, "load_teacher", load_with_nan)
   with pytest.raises(UserError, match="Non-finite teacher loss .cross-entropy. at step 1"):
-    finetune.finetune(config, task, splits, str(tmp_path))
+    finetune.finetune(config, task, splits, str(tmp_path), data_files={"train": "test:0"})
   tdir = tmp_path / "teacher"
   assert (tdir / "debug_nonfinite_step1").is_dir()
   assert not (tdir / "best").exists()

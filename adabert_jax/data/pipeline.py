@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import ml_collections
@@ -26,6 +27,18 @@ def source_from_config(task: Task, data: ml_collections.ConfigDict) -> sources.S
 def teacher_vocab(config: ml_collections.ConfigDict) -> tokenization.Vocab:
   """The WordPiece vocabulary of the configured teacher: every stage tokenizes with it."""
   return tokenization.load_vocab(assets.resolve_model_dir(config.teacher.checkpoint))
+
+
+def data_files(config: ml_collections.ConfigDict, task: Task) -> dict[str, str]:
+  """What each split's data is, not where it lives: {split: kind:digest} from the source's
+  content fingerprint. Stages record it, so a run is never reused on other data."""
+  source = source_from_config(task, config.data)
+  out = {}
+  for split in task.splits:
+    fingerprint = source.fingerprint(task, split)
+    kind = fingerprint.split(":", 1)[0]
+    out[split] = f"{kind}:{hashlib.sha256(fingerprint.encode()).hexdigest()[:16]}"
+  return out
 
 
 def load_task_data(config: ml_collections.ConfigDict

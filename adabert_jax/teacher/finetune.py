@@ -34,13 +34,18 @@ def teacher_dir(workdir: str) -> str:
 
 
 # Settings that change how often state is saved, not what is learnt: outside the fingerprint.
-def stage_fingerprint(config: ml_collections.ConfigDict, task: Task) -> dict:
-  """What the fine-tuned teacher depends on; a result with another one is stale."""
+def stage_fingerprint(config: ml_collections.ConfigDict, task: Task,
+                      data_files: dict[str, str]) -> dict:
+  """What the fine-tuned teacher depends on; a result with another one is stale.
+
+  `data_files` ({split: content digest}, data.pipeline.data_files) says what the data is;
+  every later stage names the teacher's checkpoint id, so it covers them too."""
   # Where the data lives (cache, GLUE folder path) is not what it is: left out.
   data = {k: v for k, v in config.data.to_dict().items()
           if k not in ("cache_dir", "glue_dir", "tfds_data_dir")}
   teacher = checkpoints.without_operational_keys(config.teacher.to_dict())
-  return {"task": task.name, "teacher": teacher, "data": data, "seed": config.seed}
+  return {"task": task.name, "teacher": teacher, "data": data, "data_files": data_files,
+          "seed": config.seed}
 
 
 def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int
@@ -119,7 +124,8 @@ def _resume(ring: checkpoints.CheckpointRing, state: dict, out_dir: str
 
 
 def finetune(config: ml_collections.ConfigDict, task: Task,
-             splits: dict[str, dict[str, np.ndarray]], workdir: str) -> dict:
+             splits: dict[str, dict[str, np.ndarray]], workdir: str, *,
+             data_files: dict[str, str]) -> dict:
   """Fine-tunes the teacher; keeps the checkpoint with the best dev score.
 
   Writes <workdir>/teacher/{best/, best.json, checkpoints/, result.json, log.jsonl};
@@ -203,7 +209,7 @@ def finetune(config: ml_collections.ConfigDict, task: Task,
       "resumed_from_step": start_step, "wall_time_s": round(elapsed, 1),
       "train_examples_per_s": round(
           (total_steps - start_step) * cfg.batch_size / max(elapsed, 1e-9), 1),
-      "fingerprint": stage_fingerprint(config, task),
+      "fingerprint": stage_fingerprint(config, task, data_files),
   }
   # The id names the weights: the best step and its dev scores, not timings.
   identity = {k: result[k] for k in ("task", "model_dir", "best_step", "dev", "fingerprint")}
