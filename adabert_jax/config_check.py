@@ -3,8 +3,9 @@ is touched: a value that cannot work (a zero batch, a negative subset, a max_len
 teacher's positions) ends the run with one line naming the field and its range, instead of
 a ZeroDivisionError after --overwrite has already discarded a finished stage.
 
-Choices (pair_mode, derive.method, ...) are checked where they are defined; this file holds
-the numeric ranges, in one table that reads like the config.
+It holds the numeric ranges in one table that reads like the config, and the search's
+named choices, each list imported from the module that implements it (derive.method and
+student.init are checked by their stages' own check_config before those run).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ RANGES: dict[str, tuple] = {
     "search.dropout": _DROPOUT,
     "search.temperature_start": _POSITIVE,
     "search.temperature_end": _POSITIVE,
+    "search.temperature_anneal_rate": _AT_LEAST_0,
     "search.gamma": _FRACTION,
     "search.beta": _AT_LEAST_0,
     "search.kd_temperature": _POSITIVE,
@@ -94,6 +96,17 @@ RANGES: dict[str, tuple] = {
     "bench.repeats": _AT_LEAST_1,
     "bench.serving_requests": _AT_LEAST_0,
 }
+
+
+def _choices() -> dict[str, tuple[str, ...]]:
+  from adabert_jax.nas import costs, gumbel, inputs, losses, search_step, supernet
+
+  return {"search.mode": supernet.MODES, "search.pair_mode": inputs.PAIR_MODES,
+          "search.depth_mix": losses.DEPTH_MIXES, "search.layer_kd_map": losses.LAYER_KD_MAPS,
+          "search.cost_norm": costs.COST_NORMS,
+          "search.temperature_schedule": gumbel.TEMPERATURE_SCHEDULES,
+          "search.arch_weight_decay_mode": search_step.WEIGHT_DECAY_MODES}
+
 
 # BERT-base's position table: the benchmark builds one, whatever the teacher.
 BERT_BASE_POSITIONS = 512
@@ -147,6 +160,10 @@ def check(config: ml_collections.ConfigDict) -> None:
       raise UserError(f"--config.{field}={value!r}: must be "
                       f"{'a number ' if not isinstance(value, (int, float)) else ''}"
                       f"{_describe(low, high, low_in, high_in)}.")
+  for field, choices in _choices().items():
+    value = _lookup(config, field)
+    if value is not None and value not in choices:
+      raise UserError(f"--config.{field}={value!r}: use one of {', '.join(choices)}.")
   if config.teacher.max_len > config.data.max_len:
     raise UserError(f"--config.teacher.max_len={config.teacher.max_len} is longer than "
                     f"--config.data.max_len={config.data.max_len}: use 0 (= data.max_len) "

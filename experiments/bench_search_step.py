@@ -150,9 +150,7 @@ def _fixed_sample_flops(cfg, loss_cfg, search_cfg, optimizer, op_costs, state, j
   """
   def draw(step):
     sample_key, _ = jax.random.split(jax.random.fold_in(key, step))
-    temperature = gumbel.temperature_at(step, search_cfg.total_steps,
-                                        search_cfg.temperature_start,
-                                        search_cfg.temperature_end)
+    temperature = search_cfg.temperature(step)
     return gumbel.sample_architecture(sample_key, state.params["arch"], temperature)
 
   first = args.warmup + args.repeats  # step numbers not timed above

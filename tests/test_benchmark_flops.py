@@ -101,7 +101,7 @@ def test_student_flops_are_the_conv_hand_count_plus_linear_elementwise_work(op_n
   (2) at a benchmark-like width the total is the conv plus the head, within 20%.
   """
   kernel_size, dilation = ops.CONV_SPECS[op_name]
-  classes, teacher_width = 2, 6
+  classes = 2
   batch = benchmark.random_batch(B, L, vocab_size=V)
   taps = _valid_taps(L, kernel_size, dilation)
   assert taps < L * kernel_size  # the padded taps are really excluded below

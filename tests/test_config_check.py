@@ -42,6 +42,14 @@ def test_every_preset_passes(preset):
     ("derive.tie_se", -1.0, "--config.derive.tie_se=-1.0: must be >= 0."),
     ("search.num_nodes", 2, "--config.search.num_nodes=2: must be >= 3."),
     ("student.learning_rate", float("nan"), "--config.student.learning_rate=nan: must be > 0."),
+    ("search.depth_mix", "mean", "--config.search.depth_mix='mean': use one of losses, logits."),
+    ("search.cost_norm", "sum", "--config.search.cost_norm='sum': use one of max, softmax."),
+    ("search.temperature_schedule", "cosine",
+     "--config.search.temperature_schedule='cosine': use one of per_epoch, exponential."),
+    ("search.arch_weight_decay_mode", "l2",
+     "--config.search.arch_weight_decay_mode='l2': use one of coupled, decoupled."),
+    ("search.layer_kd_map", "floor", "--config.search.layer_kd_map='floor': use one of"),
+    ("search.pair_mode", "cross", "--config.search.pair_mode='cross': use one of siamese,"),
 ])
 def test_a_value_out_of_range_names_its_field_and_range(field, value, message):
   config = load_config("paper")

@@ -58,3 +58,33 @@ def test_flops_from_cost_analysis_accepts_dict_list_and_none():
   assert costs.flops_from_cost_analysis([{"flops": 2.0}, {"flops": 3.0}, {}]) == 5.0
   assert costs.flops_from_cost_analysis(None) == 0.0
   assert costs.flops_from_cost_analysis({"flops": -1.0}) == 0.0
+
+
+def test_softmax_norm_is_the_authors_count_op_cost():
+  """autokd-torch search.py count_OP_cost: zero and identity smoothed to 1 parameter and 1
+  MAC, then mean(softmax(params / 1e5), softmax(MACs / 1e7)) over the ten ops."""
+  params = np.array([49408, 82176, 114944, 49408, 82176, 114944, 0, 0, 0, 0], np.float64)
+  flops = np.array([12.7e6, 21.0e6, 29.1e6, 12.6e6, 20.8e6, 28.8e6, 82e3, 83e3, 17e3, 0.0])
+  smoothed_params = params.copy()
+  smoothed_macs = flops / 2
+  for name in ("identity", "zero"):
+    smoothed_params[ops.OP_NAMES.index(name)] = 1.0
+    smoothed_macs[ops.OP_NAMES.index(name)] = 1.0
+  soft_params = np.exp(smoothed_params / 1e5) / np.exp(smoothed_params / 1e5).sum()
+  soft_macs = np.exp(smoothed_macs / 1e7) / np.exp(smoothed_macs / 1e7).sum()
+  got = costs.normalise_costs(params, flops, "softmax")
+  np.testing.assert_allclose(got, (soft_params + soft_macs) / 2, rtol=1e-12)
+  assert got.sum() == pytest.approx(1.0)
+  # A flat price list, against the steep max form's 0 to 1.
+  assert 0.04 < got.min() < 0.06 and 0.17 < got.max() < 0.2
+  steep = costs.normalise_costs(params, flops, "max")
+  assert steep[ops.ZERO_INDEX] == 0.0 and steep.max() == pytest.approx(1.0)
+  with pytest.raises(ValueError, match="cost norm"):
+    costs.normalise_costs(params, flops, "sum")
+
+
+def test_softmax_norm_at_the_papers_width_and_length():
+  table = costs.op_cost_table(128, 128, "softmax")
+  cost = dict(zip(ops.OP_NAMES, table.normalised))
+  assert 0.049 < cost["zero"] <= cost["identity"] < 0.052
+  assert cost["conv3"] < cost["conv5"] < cost["conv7"] < 0.19

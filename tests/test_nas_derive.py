@@ -1,7 +1,6 @@
 """The measured derive rule: candidates, coordinate descent, the held-out loss, L_E."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

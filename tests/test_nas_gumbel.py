@@ -67,3 +67,20 @@ def test_temperature_schedule_is_exponential_from_start_to_end():
   assert np.all(np.diff(np.asarray(temps)) < 0)
   with pytest.raises(ValueError):
     gumbel.temperature_at(0, 0)
+
+
+def test_per_epoch_schedule_is_the_authors_max_of_exp_decay_and_floor():
+  # autokd-torch search.py: max(initial * exp(-anneal_rate * epoch), min), set per epoch.
+  at = lambda step: float(gumbel.temperature_at(  # noqa: E731
+      step, 10_000, 1.0, 0.2, schedule="per_epoch", anneal_rate=0.02, steps_per_epoch=50))
+  assert at(0) == at(49) == pytest.approx(1.0)
+  assert at(50) == at(99) == pytest.approx(np.exp(-0.02), rel=1e-6)
+  assert at(50 * 79) == pytest.approx(max(np.exp(-0.02 * 79), 0.2), rel=1e-6)
+  assert at(50 * 81) == pytest.approx(0.2, rel=1e-6)  # e^(-1.62) = 0.198: the floor holds
+  jitted = jax.jit(lambda s: gumbel.temperature_at(s, 10_000, 1.0, 0.2, schedule="per_epoch",
+                                                  steps_per_epoch=50))
+  assert float(jitted(jnp.asarray(120))) == pytest.approx(np.exp(-0.04), rel=1e-6)
+  with pytest.raises(ValueError, match="steps_per_epoch"):
+    gumbel.temperature_at(0, 100, schedule="per_epoch")
+  with pytest.raises(ValueError, match="schedule"):
+    gumbel.temperature_at(0, 100, schedule="cosine")

@@ -13,9 +13,11 @@ B, K_MAX, C, LT = 4, 3, 2, 6
 
 def _inputs(seed=0):
   rng = np.random.default_rng(seed)
-  outputs = {"logits": jnp.asarray(rng.normal(size=(B, C)), jnp.float32),
+  head_logits = jnp.asarray(rng.normal(size=(B, K_MAX, C)), jnp.float32)
+  outputs = {"logits": head_logits[:, 1], "head_logits": head_logits,
              "layer_logits": jnp.asarray(rng.normal(size=(B, K_MAX, C)), jnp.float32),
-             "depth_weights": jax.nn.one_hot(1, K_MAX)}
+             "depth_weights": jax.nn.one_hot(1, K_MAX),
+             "ran_depth_weights": jax.nn.one_hot(1, K_MAX)}
   batch = {"label": jnp.asarray(rng.integers(0, C, B), jnp.int32),
            "teacher_logits": jnp.asarray(rng.normal(size=(B, C)), jnp.float32),
            "probe_logits": jnp.asarray(rng.normal(size=(B, LT + 1, C)), jnp.float32)}
@@ -25,6 +27,8 @@ def _inputs(seed=0):
 
 
 COSTS = np.linspace(1.0, 0.0, ops.NUM_OPS)  # zero (last) costs 0
+# The form the older tests pin: one loss of the depth-mixed logits, layers matched by ceil.
+LOGITS_CEIL = losses.LossConfig(depth_mix="logits", layer_kd_map="ceil")
 # Jitted once: op-by-op (eager) execution of the many small ops is slower than one compile.
 LOSS = jax.jit(losses.adabert_loss, static_argnames=("cfg",))
 SAMPLE = jax.jit(gumbel.sample_architecture)
@@ -70,7 +74,7 @@ def test_kl_is_zero_when_student_equals_teacher():
                  depth_weights=jax.nn.one_hot(depth - 1, K_MAX))
   sample = {"ops": jax.nn.one_hot(jnp.zeros(9, jnp.int32), ops.NUM_OPS),
             "depth": jax.nn.one_hot(depth - 1, K_MAX)}
-  _, terms = LOSS(outputs, batch, sample, COSTS)
+  _, terms = LOSS(outputs, batch, sample, COSTS, cfg=LOGITS_CEIL)
   np.testing.assert_allclose(terms["kd_layers"], 0.0, atol=1e-6)
   np.testing.assert_allclose(terms["kd_final"], 0.0, atol=1e-6)
 
@@ -113,6 +117,7 @@ def test_example_weights_drop_padding_examples():
   _, terms_w = LOSS(outputs, weighted, sample, COSTS)
   first_two = jax.tree.map(lambda a: a[:2], outputs)
   first_two["depth_weights"] = outputs["depth_weights"]
+  first_two["ran_depth_weights"] = outputs["ran_depth_weights"]
   _, terms_2 = LOSS(first_two, jax.tree.map(lambda a: a[:2], batch), sample,
                                    COSTS)
   chex.assert_trees_all_close(terms_w, terms_2, rtol=1e-6)
@@ -142,7 +147,7 @@ def test_depth_one_hot_selects_the_per_depth_kd_and_passes_gradient():
   def kd_layers(depth_weights):
     sample = {"ops": jnp.zeros((9, ops.NUM_OPS)), "depth": depth_weights}
     return LOSS(dict(outputs, depth_weights=depth_weights), batch, sample,
-                               COSTS)[1]["kd_layers"]
+                COSTS, cfg=LOGITS_CEIL)[1]["kd_layers"]
 
   for k in range(K_MAX):
     np.testing.assert_allclose(kd_layers(jax.nn.one_hot(k, K_MAX)), kd_BK[:, k].mean(),
@@ -156,3 +161,59 @@ def test_loss_config_is_validated():
     losses.LossConfig(gamma=1.5)
   with pytest.raises(ValueError, match="temperature"):
     losses.LossConfig(temperature=0.0)
+
+
+def test_losses_depth_mix_is_the_depth_weighted_sum_of_every_heads_loss():
+  """The authors' `torch.dot(sampled_weights_layer, loss_ce_all)`: the value is the sampled
+  head's loss and d loss / d depth[k] is head k's loss (kd_final likewise)."""
+  outputs, batch, _ = _inputs()
+  head_ce = np.asarray([losses.cross_entropy(outputs["head_logits"][:, k], batch["label"])
+                        .mean() for k in range(K_MAX)])
+  head_kd = np.asarray([losses.kl_divergence(batch["teacher_logits"],
+                                             outputs["head_logits"][:, k]).mean()
+                        for k in range(K_MAX)])
+
+  def terms(ran):
+    sample = {"ops": jnp.zeros((9, ops.NUM_OPS)), "depth": ran}
+    return LOSS(dict(outputs, ran_depth_weights=ran), batch, sample, COSTS,
+                cfg=losses.LossConfig())[1]
+
+  one_hot = jax.nn.one_hot(2, K_MAX)
+  np.testing.assert_allclose(terms(one_hot)["ce"], head_ce[2], rtol=1e-6)
+  np.testing.assert_allclose(terms(one_hot)["kd_final"], head_kd[2], rtol=1e-6)
+  np.testing.assert_allclose(jax.grad(lambda w: terms(w)["ce"])(one_hot), head_ce, rtol=1e-5)
+  np.testing.assert_allclose(jax.grad(lambda w: terms(w)["kd_final"])(one_hot), head_kd,
+                             rtol=1e-5)
+  # The logits form gives the same value but a different gradient: <dL/dz, z_k>.
+  logits_form = lambda w: LOSS(dict(outputs, depth_weights=w, logits=jnp.einsum(  # noqa: E731
+      "k,bkc->bc", w, outputs["head_logits"])), batch, {"ops": jnp.zeros((9, ops.NUM_OPS)),
+                                                        "depth": w}, COSTS,
+      cfg=LOGITS_CEIL)[1]["ce"]
+  np.testing.assert_allclose(logits_form(one_hot), head_ce[2], rtol=1e-6)
+  assert not np.allclose(jax.grad(logits_form)(one_hot), head_ce, rtol=1e-2)
+
+
+def test_authors_layer_map_starts_at_the_embedding_and_has_no_term_at_depth_one():
+  # autokd-torch search.py: for i in range(K - 1): teacher layer int(i * Lt / k_max).
+  index, valid = losses.teacher_layer_map(4, 6, "authors")
+  expected = [[int(i * 6 / 4) for i in range(k - 1)] for k in range(1, 5)]
+  for k in range(4):
+    np.testing.assert_array_equal(index[k][valid[k]], expected[k])
+  assert not valid[0].any() and valid.sum() == 0 + 1 + 2 + 3
+  index, valid = losses.teacher_layer_map(8, 12, "authors")
+  np.testing.assert_array_equal(index[7][valid[7]], [0, 1, 3, 4, 6, 7, 9])
+  # At K = 1 the layer term is exactly 0 (not NaN), with a finite gradient.
+  outputs, batch, _ = _inputs()
+  kd_BK = losses.layer_kd_per_depth(outputs["layer_logits"], batch["probe_logits"],
+                                    batch["label"], layer_map="authors")
+  np.testing.assert_array_equal(kd_BK[:, 0], 0.0)
+  assert np.all(np.asarray(kd_BK[:, 1:]) > 0)
+  grad = jax.grad(lambda x: losses.layer_kd_per_depth(
+      x, batch["probe_logits"], batch["label"], layer_map="authors").sum())(
+          outputs["layer_logits"])
+  chex.assert_tree_all_finite(grad)
+  # K = 2 matches student layer 1 to the embedding probe alone: weight 1, a plain KL.
+  np.testing.assert_allclose(kd_BK[:, 1], losses.kl_divergence(
+      batch["probe_logits"][:, 0], outputs["layer_logits"][:, 0]), rtol=1e-6)
+  with pytest.raises(ValueError, match="layer_kd_map"):
+    losses.LossConfig(layer_kd_map="floor")

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from adabert_jax import UserError, stages
-from adabert_jax.data import tokenization
 from adabert_jax.nas import genotype as genotype_lib, search
 from adabert_jax.train import checkpoints
 from conftest import load_config

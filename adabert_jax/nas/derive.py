@@ -216,7 +216,8 @@ def measured_derive(config: ml_collections.ConfigDict, params, emb_tables,
   """(the chosen genotype, the genotype minimising J, every evaluated candidate sorted by J).
   The two differ only when derive.tie_se > 0 finds a cheaper statistical tie."""
   cfg = setup.supernet
-  op_costs = costs.op_cost_table(cfg.hidden, config.data.max_len).normalised
+  op_costs = costs.op_cost_table(cfg.hidden, config.data.max_len,
+                                 config.search.cost_norm).normalised
   score = heldout_scorer(params, emb_tables, held, cfg, setup.loss, config.derive.batch_size,
                          config.data.max_len)
   evaluated: dict[str, dict] = {}

@@ -1,17 +1,28 @@
 """AdaBERT's search loss: L = (1 - gamma) * L_CE + gamma * L_KD + beta * L_E.
 
-- L_CE: cross-entropy of the supernet's logits (the sampled depth's head) with the gold labels.
+- L_CE: cross-entropy with the gold labels. How the depth sample enters (cfg.depth_mix):
+  * "losses" (the authors' code, `torch.dot(sampled_weights_layer, loss_ce_all)`): the CE of
+    every depth's head, mixed by the depth weights, so d L / d depth[k] is head k's loss and
+    alpha_depth learns which depth predicts best. In sampled mode the mix covers the heads up
+    to the sampled depth (their cells ran; outputs["ran_depth_weights"]).
+  * "logits": the heads' logits mixed by the depth one-hot, then one CE; d L / d depth[k] is
+    <dL/dz, z_k>, a "rescale these logits" derivative near zero for a fitted head.
 - L_KD = (1 - final_kd_weight) * L_KD_layers + final_kd_weight * L_KD_final; with the default
   final_kd_weight = 0.5 this is the average of the two terms (the paper adds a final-layer term
   to the hierarchical one without giving the mix).
-  * L_KD_layers (attentive hierarchical transfer): for a student of depth K, student layer i in
-    1..K is matched to teacher layer t(i) = ceil(i * Lt / K); per matched layer
+  * L_KD_layers (attentive hierarchical transfer): for a student of depth K, the matched
+    layers (cfg.layer_kd_map) are
+      "ceil":    student layer i in 1..K and teacher layer t(i) = ceil(i * Lt / K);
+      "authors": student layer i in 1..K-1 and teacher layer floor((i - 1) * Lt / k_max)
+                 (0 = the embedding layer's probe), none at K = 1 (autokd-torch search.py);
+    per matched layer
     T^2 * KL(softmax(teacher_probe_t(i) / T) || softmax(student_probe_i / T)), weighted per
     example by softmax over the K matched layers of -CE(teacher probe t(i), gold label), so
     layers whose teacher probe predicts the example well count more. It is computed for every
-    K in 1..k_max and mixed with the supernet's depth weights (the straight-through depth
-    one-hot), so the gradient reaches alpha_depth.
-  * L_KD_final: T^2 * KL(softmax(teacher_logits / T) || softmax(logits / T)).
+    K in 1..k_max and mixed with the depth weights (as L_CE's), so the gradient reaches
+    alpha_depth.
+  * L_KD_final: T^2 * KL(softmax(teacher_logits / T) || softmax(logits / T)), per head and
+    mixed like L_CE.
 - L_E = (K / k_max) * mean over edges of the sampled op's normalised cost, from the
   straight-through one-hots (K = sum_k depth[k] * k), so it has gradients to both alphas. It
   uses the full one-hots in both supernet modes: costs are constants, so every op's cost can
@@ -28,14 +39,26 @@ import jax.numpy as jnp
 import numpy as np
 
 
+DEPTH_MIXES = ("losses", "logits")
+LAYER_KD_MAPS = ("authors", "ceil")
+
+
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
   gamma: float = 0.8
   beta: float = 4.0
   temperature: float = 1.0
   final_kd_weight: float = 0.5
+  depth_mix: str = "losses"
+  layer_kd_map: str = "authors"
 
   def __post_init__(self):
+    if self.depth_mix not in DEPTH_MIXES:
+      raise ValueError(f"LossConfig.depth_mix must be one of {DEPTH_MIXES}, got "
+                       f"{self.depth_mix!r}")
+    if self.layer_kd_map not in LAYER_KD_MAPS:
+      raise ValueError(f"LossConfig.layer_kd_map must be one of {LAYER_KD_MAPS}, got "
+                       f"{self.layer_kd_map!r}")
     if not 0.0 <= self.gamma <= 1.0:
       raise ValueError(f"LossConfig.gamma must be in [0, 1], got {self.gamma}")
     if not 0.0 <= self.final_kd_weight <= 1.0:
@@ -61,29 +84,43 @@ def kl_divergence(teacher_logits: jax.Array, student_logits: jax.Array,
   return temperature ** 2 * jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
 
 
-def teacher_layer_map(k_max: int, num_teacher_layers: int) -> tuple[np.ndarray, np.ndarray]:
-  """Static layer matching for every depth K in 1..k_max.
+def teacher_layer_map(k_max: int, num_teacher_layers: int, how: str = "ceil"
+                      ) -> tuple[np.ndarray, np.ndarray]:
+  """Static layer matching for every depth K in 1..k_max (the module docstring's forms).
 
   Returns (teacher_index [k_max, k_max] int32, valid [k_max, k_max] bool): row K-1, column i-1
-  holds ceil(i * Lt / K) (an index into probe_logits, whose 0 is the embedding layer) for i <= K.
+  holds the teacher layer matched to student layer i (an index into probe_logits, whose 0 is
+  the embedding layer) where valid; "ceil": ceil(i * Lt / K) for i <= K; "authors":
+  floor((i - 1) * Lt / k_max) for i <= K - 1.
   """
   depth = np.arange(1, k_max + 1)[:, None]
   layer = np.arange(1, k_max + 1)[None, :]
-  valid = layer <= depth
-  # Integer ceil(i * Lt / K), exact (no float rounding).
-  index = -(-(layer * num_teacher_layers) // depth)
+  if how == "ceil":
+    valid = layer <= depth
+    # Integer ceil(i * Lt / K), exact (no float rounding).
+    index = -(-(layer * num_teacher_layers) // depth)
+  elif how == "authors":
+    valid = layer <= depth - 1
+    index = np.broadcast_to((layer - 1) * num_teacher_layers // k_max, valid.shape)
+  else:
+    raise ValueError(f"layer map must be one of {LAYER_KD_MAPS}, got {how!r}")
   return np.where(valid, index, 0).astype(np.int32), valid
 
 
 def attentive_layer_weights(probe_ce_BJ: jax.Array, teacher_index_KI: np.ndarray,
                             valid_KI: np.ndarray) -> jax.Array:
-  """Per example and depth K, softmax over the matched layers of -CE(teacher probe) [B, K, I]."""
+  """Per example and depth K, softmax over the matched layers of -CE(teacher probe) [B, K, I]
+  (all zero for a depth with no matched layer)."""
   scores_BKI = jnp.where(valid_KI, -probe_ce_BJ[:, teacher_index_KI], -jnp.inf)
-  return jax.nn.softmax(scores_BKI, axis=-1)
+  # A row with no matched layer (K = 1 under the authors' map) would be softmax(-inf...) =
+  # NaN: give it finite scores and let the mask zero it.
+  scores_BKI = jnp.where(valid_KI.any(-1, keepdims=True), scores_BKI, 0.0)
+  return jnp.where(valid_KI, jax.nn.softmax(scores_BKI, axis=-1), 0.0)
 
 
 def layer_kd_per_depth(layer_logits_BIC: jax.Array, probe_logits_BJC: jax.Array,
-                       labels_B: jax.Array, temperature: float = 1.0) -> jax.Array:
+                       labels_B: jax.Array, temperature: float = 1.0,
+                       layer_map: str = "ceil") -> jax.Array:
   """The attentive hierarchical KD for each depth K = 1..k_max -> [B, k_max]."""
   batch_size, k_max, num_classes = layer_logits_BIC.shape
   chex.assert_shape(probe_logits_BJC, (batch_size, None, num_classes))
@@ -92,7 +129,7 @@ def layer_kd_per_depth(layer_logits_BIC: jax.Array, probe_logits_BJC: jax.Array,
   if num_teacher_layers < 1:
     raise ValueError("probe_logits must hold the embedding probe and at least one layer's, "
                      f"got shape {probe_logits_BJC.shape}")
-  teacher_index_KI, valid_KI = teacher_layer_map(k_max, num_teacher_layers)
+  teacher_index_KI, valid_KI = teacher_layer_map(k_max, num_teacher_layers, layer_map)
   probe_ce_BJ = cross_entropy(probe_logits_BJC, jnp.broadcast_to(
       labels_B[:, None], probe_logits_BJC.shape[:2]))
   weights_BKI = attentive_layer_weights(probe_ce_BJ, teacher_index_KI, valid_KI)
@@ -127,7 +164,8 @@ def task_loss_per_example(outputs: dict[str, jax.Array], batch: dict[str, Any],
   """The per-example terms of the search loss: {ce, kd, kd_layers, kd_final, task} [B], where
   task = (1 - gamma) CE + gamma KD (everything but the efficiency term).
 
-  outputs: from supernet_apply (logits [B, C], layer_logits [B, k_max, C], depth_weights).
+  outputs: from supernet_apply (logits [B, C], head_logits and layer_logits [B, k_max, C],
+  depth_weights and ran_depth_weights [k_max]).
   batch: label [B] int, teacher_logits [B, C], probe_logits [B, Lt + 1, C].
   """
   logits_BC, layer_logits_BKC = outputs["logits"], outputs["layer_logits"]
@@ -137,11 +175,20 @@ def task_loss_per_example(outputs: dict[str, jax.Array], batch: dict[str, Any],
   chex.assert_shape(batch["teacher_logits"], (batch_size, num_classes))
   chex.assert_shape(batch["probe_logits"], (batch_size, None, num_classes))
 
-  ce_B = cross_entropy(logits_BC, labels_B)
+  if cfg.depth_mix == "losses":
+    depth_K, head_logits_BKC = outputs["ran_depth_weights"], outputs["head_logits"]
+    ce_B = cross_entropy(head_logits_BKC, jnp.broadcast_to(
+        labels_B[:, None], head_logits_BKC.shape[:2])) @ depth_K
+    kd_final_B = kl_divergence(jnp.broadcast_to(batch["teacher_logits"][:, None],
+                                                head_logits_BKC.shape),
+                               head_logits_BKC, cfg.temperature) @ depth_K
+  else:
+    depth_K = outputs["depth_weights"]
+    ce_B = cross_entropy(logits_BC, labels_B)
+    kd_final_B = kl_divergence(batch["teacher_logits"], logits_BC, cfg.temperature)
   layer_kd_BK = layer_kd_per_depth(layer_logits_BKC, batch["probe_logits"], labels_B,
-                                   cfg.temperature)
-  kd_layers_B = layer_kd_BK @ outputs["depth_weights"]
-  kd_final_B = kl_divergence(batch["teacher_logits"], logits_BC, cfg.temperature)
+                                   cfg.temperature, cfg.layer_kd_map)
+  kd_layers_B = layer_kd_BK @ depth_K
   kd_B = (1.0 - cfg.final_kd_weight) * kd_layers_B + cfg.final_kd_weight * kd_final_B
   return {"ce": ce_B, "kd": kd_B, "kd_layers": kd_layers_B, "kd_final": kd_final_B,
           "task": (1.0 - cfg.gamma) * ce_B + cfg.gamma * kd_B}

@@ -52,21 +52,30 @@ def setup_from_config(cfg: ml_collections.ConfigDict, is_pair: bool) -> SearchSe
                                 dropout=cfg.dropout, mode=cfg.mode, remat=cfg.remat,
                                 input_mode=inputs.input_mode(cfg.pair_mode, is_pair)),
         losses.LossConfig(gamma=cfg.gamma, beta=cfg.beta, temperature=cfg.kd_temperature,
-                          final_kd_weight=cfg.final_kd_weight),
+                          final_kd_weight=cfg.final_kd_weight, depth_mix=cfg.depth_mix,
+                          layer_kd_map=cfg.layer_kd_map),
         search_step.OptimizerConfig(
             weights_lr=cfg.weights_lr, weights_momentum=cfg.weights_momentum,
             weights_weight_decay=cfg.weights_weight_decay,
             weights_grad_clip=cfg.weights_grad_clip, arch_lr=cfg.arch_lr,
-            arch_b1=cfg.arch_b1, arch_weight_decay=cfg.arch_weight_decay))
+            arch_b1=cfg.arch_b1, arch_weight_decay=cfg.arch_weight_decay,
+            arch_weight_decay_mode=cfg.arch_weight_decay_mode))
   except ValueError as e:
     raise UserError(f"Bad --config.search.* value: {e}") from None
 
 
+# Fields added after runs were made, with the value that reproduces those runs: at that value
+# a field is left out of the fingerprint, so the older runs stay reusable.
+_ADDED_LATER = {"holdout": 0, "depth_mix": "logits", "layer_kd_map": "ceil",
+                "cost_norm": "max", "arch_weight_decay_mode": "decoupled",
+                "temperature_schedule": "exponential"}
+
+
 def stage_fingerprint(config: ml_collections.ConfigDict, teacher_checkpoint_id: str) -> dict:
-  search_fields = config.search.to_dict()
-  if not search_fields["holdout"]:
-    # Added after the first runs: at 0 it changes nothing, so those runs stay reusable.
-    del search_fields["holdout"]
+  search_fields = {k: v for k, v in config.search.to_dict().items()
+                   if k not in _ADDED_LATER or v != _ADDED_LATER[k]}
+  if search_fields.get("temperature_schedule", "exponential") == "exponential":
+    search_fields.pop("temperature_anneal_rate", None)  # unused by that schedule
   return {"search": search_fields, "teacher_checkpoint_id": teacher_checkpoint_id,
           "max_len": config.data.max_len, "train_subset": config.data.train_subset,
           "seed": config.seed, "task": config.task}
@@ -145,14 +154,17 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
   total_steps = steps_per_epoch * cfg.epochs
   if cfg.max_steps:
     total_steps = min(total_steps, cfg.max_steps)
-  cost_table = costs.op_cost_table(cfg.hidden, config.data.max_len)
+  cost_table = costs.op_cost_table(cfg.hidden, config.data.max_len, cfg.cost_norm)
   optimizer = search_step.make_optimizer(setup.optimizer, steps_per_epoch * cfg.epochs,
                                          steps_per_epoch * cfg.arch_warmup_epochs)
   step_fn = search_step.make_search_step(
       setup.supernet, setup.loss,
       search_step.SearchConfig(total_steps=steps_per_epoch * cfg.epochs,
                                temperature_start=cfg.temperature_start,
-                               temperature_end=cfg.temperature_end),
+                               temperature_end=cfg.temperature_end,
+                               temperature_schedule=cfg.temperature_schedule,
+                               temperature_anneal_rate=cfg.temperature_anneal_rate,
+                               steps_per_epoch=steps_per_epoch),
       optimizer, cost_table.normalised, donate_state=True)
 
   base_key = jax.random.key(config.seed)

@@ -5,7 +5,10 @@ updated in the same step from the same training batch (no unrolled bilevel step)
 by its own optimizer through optax.partition on the params' top-level key:
   "weights": clip global norm 5 -> L2 weight decay 3e-4 (added to the gradient, as torch SGD)
              -> SGD momentum 0.9, lr 0.02 cosine-decayed to 0 over total_steps;
-  "arch":    AdamW lr 3e-4, b1 0.5, b2 0.999, weight decay 1e-3.
+  "arch":    Adam lr 3e-4, b1 0.5, b2 0.999, weight decay 1e-3: "coupled" (the authors' torch
+             Adam(weight_decay=...): 1e-3 * alpha added to the gradient before Adam's
+             normalisation, a real pull towards uniform) or "decoupled" (AdamW: alpha shrunk
+             by lr * 1e-3 per step, ~3e-7, next to nothing).
 The step is pure; jit it once (make_search_step does) and call it with new batches of the same
 shape: the step number and keys are traced arguments, so nothing recompiles.
 """
@@ -23,6 +26,7 @@ from adabert_jax.nas import gumbel, losses, supernet
 Params = dict[str, Any]
 Metrics = dict[str, jax.Array]
 Sampler = Callable[[jax.Array, Params, jax.Array], dict[str, jax.Array]]
+WEIGHT_DECAY_MODES = ("coupled", "decoupled")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,14 +40,30 @@ class OptimizerConfig:
   arch_b1: float = 0.5
   arch_b2: float = 0.999
   arch_weight_decay: float = 1e-3
+  arch_weight_decay_mode: str = "coupled"
+
+  def __post_init__(self):
+    if self.arch_weight_decay_mode not in WEIGHT_DECAY_MODES:
+      raise ValueError(f"OptimizerConfig.arch_weight_decay_mode must be one of "
+                       f"{WEIGHT_DECAY_MODES}, got {self.arch_weight_decay_mode!r}")
 
 
 @dataclasses.dataclass(frozen=True)
 class SearchConfig:
-  """Everything static about a search step besides the supernet and the loss."""
+  """Everything static about a search step besides the supernet and the loss; the Gumbel
+  temperature follows gumbel.temperature_at (schedule "per_epoch" needs steps_per_epoch)."""
   total_steps: int
   temperature_start: float = 1.0
   temperature_end: float = 0.1
+  temperature_schedule: str = "exponential"
+  temperature_anneal_rate: float = 0.02
+  steps_per_epoch: int = 0
+
+  def temperature(self, step: jax.Array | int) -> jax.Array:
+    return gumbel.temperature_at(step, self.total_steps, self.temperature_start,
+                                 self.temperature_end, schedule=self.temperature_schedule,
+                                 anneal_rate=self.temperature_anneal_rate,
+                                 steps_per_epoch=self.steps_per_epoch)
 
 
 class SearchState(NamedTuple):
@@ -59,7 +79,8 @@ def param_labels(params: Params) -> Params:
 
 def make_optimizer(cfg_opt: OptimizerConfig, total_steps: int, arch_warmup_steps: int = 0
                    ) -> optax.GradientTransformation:
-  """The partitioned optimizer: SGD-momentum for "weights", AdamW for "arch".
+  """The partitioned optimizer: SGD-momentum for "weights", Adam for "arch" (the module
+  docstring says how each decays).
 
   arch_warmup_steps > 0 holds alpha still (learning rate 0) for the first steps, so the
   architecture is judged by weights that have learnt something: before that the CE and KD
@@ -79,8 +100,12 @@ def make_optimizer(cfg_opt: OptimizerConfig, total_steps: int, arch_warmup_steps
   arch_lr = (cfg_opt.arch_lr if not arch_warmup_steps else optax.join_schedules(
       [optax.constant_schedule(0.0), optax.constant_schedule(cfg_opt.arch_lr)],
       [arch_warmup_steps]))
-  arch_tx = optax.adamw(arch_lr, b1=cfg_opt.arch_b1, b2=cfg_opt.arch_b2,
-                        weight_decay=cfg_opt.arch_weight_decay)
+  if cfg_opt.arch_weight_decay_mode == "coupled":
+    arch_tx = optax.chain(optax.add_decayed_weights(cfg_opt.arch_weight_decay),
+                          optax.adam(arch_lr, b1=cfg_opt.arch_b1, b2=cfg_opt.arch_b2))
+  else:
+    arch_tx = optax.adamw(arch_lr, b1=cfg_opt.arch_b1, b2=cfg_opt.arch_b2,
+                          weight_decay=cfg_opt.arch_weight_decay)
   return optax.partition({"weights": weights_tx, "arch": arch_tx}, param_labels)
 
 
@@ -116,8 +141,7 @@ def search_step(state: SearchState, batch: dict[str, Any], emb_tables: dict[str,
   """
   step_key = jax.random.fold_in(key, step)
   sample_key, dropout_key = jax.random.split(step_key)
-  temperature = gumbel.temperature_at(step, search_cfg.total_steps,
-                                      search_cfg.temperature_start, search_cfg.temperature_end)
+  temperature = search_cfg.temperature(step)
   loss_fn = functools.partial(search_loss, supernet_cfg=supernet_cfg, loss_cfg=loss_cfg,
                               op_costs=op_costs)
 

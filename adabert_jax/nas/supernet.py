@@ -268,6 +268,16 @@ def effective_depth_weights(sample: dict[str, jax.Array], cfg: SupernetConfig) -
                                           dtype=sample["depth"].dtype)
 
 
+def ran_depth_weights(sample: dict[str, jax.Array], cfg: SupernetConfig) -> jax.Array:
+  """The depth weights [k_max] over the heads whose cells ran: all of them in all_ops mode,
+  those up to the sampled depth in sampled mode (the same forward value, the one-hot; the
+  loss mixes per-head losses with them, losses.LossConfig.depth_mix="losses")."""
+  if cfg.mode == "all_ops":
+    return sample["depth"]
+  ran_K = jnp.arange(cfg.k_max) <= sample["depth_index"]
+  return sample["depth"] * ran_K.astype(sample["depth"].dtype)
+
+
 def supernet_apply(params: Params, emb_tables: dict[str, jax.Array], batch: dict[str, Any],
                    sample: dict[str, jax.Array], cfg: SupernetConfig, *, train: bool,
                    dropout_key: jax.Array | None = None) -> dict[str, jax.Array]:
@@ -276,7 +286,8 @@ def supernet_apply(params: Params, emb_tables: dict[str, jax.Array], batch: dict
   batch: input_ids, token_type_ids, attention_mask, each [B, L] int (other keys ignored).
   sample: from gumbel.sample_architecture, or exact one-hots for a fixed architecture.
   Returns logits [B, C] (the heads mixed by depth), layer_logits [B, k_max, C] (per-cell
-  probes), head_logits [B, k_max, C] (head of depth k at index k-1), depth_weights [k_max],
+  probes), head_logits [B, k_max, C] (head of depth k at index k-1), depth_weights [k_max]
+  (effective_depth_weights), ran_depth_weights [k_max] (ran_depth_weights),
   pooled [X, k_max + 1, P] (layer 0 = embedding; X = B, or 2B in siamese and attend mode: A
   then B; P = inputs.pooled_width: D, or 3D in attend mode).
   """
@@ -350,4 +361,5 @@ def supernet_apply(params: Params, emb_tables: dict[str, jax.Array], batch: dict
   chex.assert_shape(logits_BC, (batch_size, num_classes))
   return {"logits": logits_BC, "layer_logits": layer_logits_BKC,
           "head_logits": head_logits_BKC, "depth_weights": depth_weights_K,
+          "ran_depth_weights": ran_depth_weights(sample, cfg),
           "pooled": pooled_XKP}
