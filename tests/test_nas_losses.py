@@ -16,6 +16,7 @@ def _inputs(seed=0):
   head_logits = jnp.asarray(rng.normal(size=(B, K_MAX, C)), jnp.float32)
   outputs = {"logits": head_logits[:, 1], "head_logits": head_logits,
              "layer_logits": jnp.asarray(rng.normal(size=(B, K_MAX, C)), jnp.float32),
+             "embedding_probe_logits": jnp.asarray(rng.normal(size=(B, C)), jnp.float32),
              "depth_weights": jax.nn.one_hot(1, K_MAX),
              "ran_depth_weights": jax.nn.one_hot(1, K_MAX)}
   batch = {"label": jnp.asarray(rng.integers(0, C, B), jnp.int32),
@@ -212,8 +213,35 @@ def test_authors_layer_map_starts_at_the_embedding_and_has_no_term_at_depth_one(
       x, batch["probe_logits"], batch["label"], layer_map="authors").sum())(
           outputs["layer_logits"])
   chex.assert_tree_all_finite(grad)
-  # K = 2 matches student layer 1 to the embedding probe alone: weight 1, a plain KL.
+  # K = 2 matches the student's column 0 to the teacher's embedding probe alone: a plain KL.
   np.testing.assert_allclose(kd_BK[:, 1], losses.kl_divergence(
       batch["probe_logits"][:, 0], outputs["layer_logits"][:, 0]), rtol=1e-6)
   with pytest.raises(ValueError, match="layer_kd_map"):
     losses.LossConfig(layer_kd_map="floor")
+
+
+def test_the_authors_map_distils_the_students_embedding_probe_then_its_cells():
+  outputs, batch, _ = _inputs()
+  cfg = losses.LossConfig()  # the authors' map
+  kl = lambda t, s: np.asarray(losses.kl_divergence(t, s))  # noqa: E731
+
+  def kd_layers(depth):
+    sample = {"ops": jnp.zeros((9, ops.NUM_OPS)), "depth": jax.nn.one_hot(depth - 1, K_MAX)}
+    out = dict(outputs, depth_weights=sample["depth"], ran_depth_weights=sample["depth"])
+    return float(LOSS(out, batch, sample, COSTS, cfg=cfg)[1]["kd_layers"])
+
+  assert kd_layers(1) == 0.0
+  # K = 2: the embedding probe against the teacher's embedding probe (teacher index 0).
+  np.testing.assert_allclose(kd_layers(2), kl(batch["probe_logits"][:, 0],
+                                              outputs["embedding_probe_logits"]).mean(),
+                             rtol=1e-6)
+  # K = 3: the embedding (teacher 0) and cell 1 (teacher floor(1 * 6 / 3) = 2), attentively.
+  ce = np.asarray(losses.cross_entropy(batch["probe_logits"], jnp.broadcast_to(
+      batch["label"][:, None], batch["probe_logits"].shape[:2])))
+  w = np.asarray(jax.nn.softmax(-ce[:, [0, 2]], axis=-1))
+  expected = (w[:, 0] * kl(batch["probe_logits"][:, 0], outputs["embedding_probe_logits"])
+              + w[:, 1] * kl(batch["probe_logits"][:, 2], outputs["layer_logits"][:, 0]))
+  np.testing.assert_allclose(kd_layers(3), expected.mean(), rtol=1e-5)
+  no_probe = {k: v for k, v in outputs.items() if k != "embedding_probe_logits"}
+  with pytest.raises(ValueError, match="embedding_probe=True"):
+    losses.task_loss_per_example(no_probe, batch, cfg)

@@ -167,6 +167,43 @@ def test_padding_never_changes_the_outputs(setup, mode):
     np.testing.assert_allclose(out_junk[name], out[name], rtol=1e-5, atol=1e-6)
 
 
+def test_ran_depth_weights_cover_the_heads_whose_cells_ran(setup):
+  params, emb_tables, batch = setup
+  sample = gumbel.sample_architecture(jax.random.key(5), params["arch"], 1.0)
+  k = int(sample["depth_index"])
+  ran = {mode: supernet.ran_depth_weights(sample, _cfg(mode)) for mode in MODES}
+  # The same forward value as the depth one-hot in both modes...
+  np.testing.assert_array_equal(ran["sampled"], sample["depth"])
+  # ...and a gradient to every depth up to the sampled one (sampled), to all (all_ops).
+  def jacobian(mode):
+    return np.asarray(jax.jacobian(lambda a: supernet.ran_depth_weights(
+        gumbel.sample_architecture(jax.random.key(5), {**params["arch"], "alpha_depth": a},
+                                   1.0), _cfg(mode)))(params["arch"]["alpha_depth"]))
+
+  assert np.all(np.abs(jacobian("all_ops")).sum(-1) > 0)
+  sampled = jacobian("sampled")
+  np.testing.assert_array_equal(sampled[k + 1:], 0.0)
+  assert np.all(np.abs(sampled[:k + 1]).sum(-1) > 0)
+
+
+def test_embedding_probe_reads_layer_0_and_leaves_the_other_parameters_alone(setup):
+  params, emb_tables, batch = setup  # CFG has the probe (the default)
+  probes = params["weights"]["probes"]
+  chex.assert_shape(probes["embedding_kernel"], (CFG.hidden, CLASSES))
+  cfg = _cfg("sampled", embedding_probe=False)
+  without = supernet.init_supernet(jax.random.key(0), cfg, TEACHER_WIDTH, CLASSES)
+  rest = jax.tree.map(lambda x: x, params)
+  del rest["weights"]["probes"]["embedding_kernel"], rest["weights"]["probes"]["embedding_bias"]
+  chex.assert_trees_all_equal(rest, without)
+  sample = genotype.genotype_to_onehots(GENOTYPE, CFG)
+  out = _forward("sampled")(params, emb_tables, batch, sample)
+  expected = (jnp.tanh(out["pooled"][:, 0]) @ probes["embedding_kernel"]
+              + probes["embedding_bias"])
+  np.testing.assert_allclose(out["embedding_probe_logits"], expected, rtol=1e-5, atol=1e-6)
+  out = supernet.supernet_apply(without, emb_tables, batch, sample, cfg, train=False)
+  assert "embedding_probe_logits" not in out
+
+
 def test_embedding_is_a_projection_of_the_frozen_tables(setup):
   params, emb_tables, batch = setup
   emb = params["weights"]["embedding"]

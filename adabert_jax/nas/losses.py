@@ -13,8 +13,9 @@
   * L_KD_layers (attentive hierarchical transfer): for a student of depth K, the matched
     layers (cfg.layer_kd_map) are
       "ceil":    student layer i in 1..K and teacher layer t(i) = ceil(i * Lt / K);
-      "authors": student layer i in 1..K-1 and teacher layer floor((i - 1) * Lt / k_max)
-                 (0 = the embedding layer's probe), none at K = 1 (autokd-torch search.py);
+      "authors": student layer j in 0..K-2 (0 = the embedded input, read by the supernet's
+                 embedding probe) and teacher layer floor(j * Lt / k_max) (0 = the teacher's
+                 embedding-layer probe); none at K = 1 (autokd-torch search.py);
     per matched layer
     T^2 * KL(softmax(teacher_probe_t(i) / T) || softmax(student_probe_i / T)), weighted per
     example by softmax over the K matched layers of -CE(teacher probe t(i), gold label), so
@@ -89,9 +90,11 @@ def teacher_layer_map(k_max: int, num_teacher_layers: int, how: str = "ceil"
   """Static layer matching for every depth K in 1..k_max (the module docstring's forms).
 
   Returns (teacher_index [k_max, k_max] int32, valid [k_max, k_max] bool): row K-1, column i-1
-  holds the teacher layer matched to student layer i (an index into probe_logits, whose 0 is
-  the embedding layer) where valid; "ceil": ceil(i * Lt / K) for i <= K; "authors":
-  floor((i - 1) * Lt / k_max) for i <= K - 1.
+  holds the teacher layer (an index into probe_logits, whose 0 is the embedding layer)
+  matched to the student's column i-1 where valid. "ceil": columns are cells 1..k_max,
+  matched to ceil(i * Lt / K) for i <= K. "authors": columns are the student's layers
+  0..k_max-1 (0 = the embedded input), column j matched to floor(j * Lt / k_max) for
+  j <= K - 2.
   """
   depth = np.arange(1, k_max + 1)[:, None]
   layer = np.arange(1, k_max + 1)[None, :]
@@ -186,6 +189,14 @@ def task_loss_per_example(outputs: dict[str, jax.Array], batch: dict[str, Any],
     depth_K = outputs["depth_weights"]
     ce_B = cross_entropy(logits_BC, labels_B)
     kd_final_B = kl_divergence(batch["teacher_logits"], logits_BC, cfg.temperature)
+  if cfg.layer_kd_map == "authors":
+    if "embedding_probe_logits" not in outputs:
+      raise ValueError("layer_kd_map='authors' distils the embedding layer too: build the "
+                       "supernet with SupernetConfig(embedding_probe=True)")
+    # The student's layers 0..k_max-1: the embedding, then cells 1..k_max-1 (the deepest
+    # cell is never layer-distilled under this map: at K = k_max it is the final layer).
+    layer_logits_BKC = jnp.concatenate(
+        [outputs["embedding_probe_logits"][:, None], layer_logits_BKC[:, :-1]], axis=1)
   layer_kd_BK = layer_kd_per_depth(layer_logits_BKC, batch["probe_logits"], labels_B,
                                    cfg.temperature, cfg.layer_kd_map)
   kd_layers_B = layer_kd_BK @ depth_K

@@ -50,7 +50,8 @@ def setup_from_config(cfg: ml_collections.ConfigDict, is_pair: bool) -> SearchSe
     return SearchSetup(
         supernet.SupernetConfig(hidden=cfg.hidden, k_max=cfg.k_max, num_nodes=cfg.num_nodes,
                                 dropout=cfg.dropout, mode=cfg.mode, remat=cfg.remat,
-                                input_mode=inputs.input_mode(cfg.pair_mode, is_pair)),
+                                input_mode=inputs.input_mode(cfg.pair_mode, is_pair),
+                                embedding_probe=cfg.layer_kd_map == "authors"),
         losses.LossConfig(gamma=cfg.gamma, beta=cfg.beta, temperature=cfg.kd_temperature,
                           final_kd_weight=cfg.final_kd_weight, depth_mix=cfg.depth_mix,
                           layer_kd_map=cfg.layer_kd_map),

@@ -25,7 +25,9 @@ Structure (the paper's, with DARTS conventions where it is silent):
   features (in siamese mode [u, v, |u - v|, u * v] of the two sentences; inputs.features),
   tanh and a linear layer to classes.
   The output logits are the heads mixed by the depth one-hot. One student probe (tanh, linear)
-  per cell gives layer_logits [B, k_max, C] for the distillation loss.
+  per cell gives layer_logits [B, k_max, C] for the distillation loss; with
+  cfg.embedding_probe one more reads layer 0 (embedding_probe_logits [B, C]), which the
+  authors' layer map distils from the teacher's embedding-layer probe.
 
 Params: {"weights": {...every trainable array...}, "arch": {"alpha_ops", "alpha_depth"}}, so
 optax.partition can label leaves by their top-level key.
@@ -84,6 +86,8 @@ class SupernetConfig:
     only the sampled ops are traced: XLA's cost analysis (which counts a loop body once and a
     conditional at its dearest branch) then counts exactly one sample's work. The benchmark
     uses this; a search does not need it.
+  embedding_probe: a student probe on layer 0 (the embedded input) as well as on every cell,
+    for the authors' layer map (losses.LossConfig.layer_kd_map="authors").
   """
   hidden: int = 128
   k_max: int = 8
@@ -93,6 +97,7 @@ class SupernetConfig:
   remat: bool = False
   unroll: bool = False
   input_mode: str = "single"
+  embedding_probe: bool = True
 
   def __post_init__(self):
     if self.mode not in MODES:
@@ -145,6 +150,10 @@ def init_supernet(key: jax.Array, cfg: SupernetConfig, teacher_width: int,
           "bias": jnp.zeros((k_max, num_classes)),
       },
   }
+  if cfg.embedding_probe:  # its own key, so the other parameters are the same without it
+    weights["probes"]["embedding_kernel"] = ops.flat_normal(
+        jax.random.fold_in(keys[3], 1), (f, num_classes)) / f ** 0.5
+    weights["probes"]["embedding_bias"] = jnp.zeros((num_classes,))
   # DARTS's init: near-uniform architecture distributions, symmetry broken by tiny noise.
   arch = {
       "alpha_ops": 1e-3 * ops.flat_normal(keys[4], (e, ops.NUM_OPS)),
@@ -359,7 +368,12 @@ def supernet_apply(params: Params, emb_tables: dict[str, jax.Array], batch: dict
   num_classes = heads["bias"].shape[-1]
   chex.assert_shape([head_logits_BKC, layer_logits_BKC], (batch_size, k_max, num_classes))
   chex.assert_shape(logits_BC, (batch_size, num_classes))
-  return {"logits": logits_BC, "layer_logits": layer_logits_BKC,
+  extra = {}
+  if "embedding_kernel" in probes:
+    extra["embedding_probe_logits"] = (
+        jnp.tanh(inputs.features(pooled_XKP[:, 0], cfg.input_mode)) @ probes["embedding_kernel"]
+        + probes["embedding_bias"])
+  return {**extra, "logits": logits_BC, "layer_logits": layer_logits_BKC,
           "head_logits": head_logits_BKC, "depth_weights": depth_weights_K,
           "ran_depth_weights": ran_depth_weights(sample, cfg),
           "pooled": pooled_XKP}
