@@ -1,4 +1,5 @@
-"""Atomic file writes: a kill never leaves a half-written file that a later run trusts."""
+"""Atomic file writes (a kill never leaves a half-written file that a later run trusts), and
+reading users' and the stages' files with one clear line when they are broken."""
 
 from __future__ import annotations
 
@@ -12,6 +13,19 @@ import numpy as np
 
 from adabert_jax import errors
 from adabert_jax.errors import UserError
+
+
+def read_text(path: str, missing: str = "") -> str:
+  """A user's UTF-8 text file (a byte-order mark dropped), or one line saying what is wrong:
+  `missing` is said after "<path> does not exist" (which flag names it)."""
+  if not os.path.isfile(path):
+    raise UserError(f"{path} does not exist{f' ({missing})' if missing else ''}.")
+  with open(path, "rb") as f:
+    data = f.read()
+  try:
+    return data.decode("utf-8-sig")
+  except UnicodeDecodeError as e:
+    raise UserError(f"{path} is not UTF-8 text ({e}).") from None
 
 
 @contextlib.contextmanager

@@ -66,6 +66,7 @@ class Predictor:
 
   task_name: str
   label_names: tuple[str, ...]
+  text_columns: tuple[str, ...]  # the task's text fields (its files' column names)
   is_pair: bool
   max_len: int
   vocab: tokenization.Vocab
@@ -99,6 +100,7 @@ class Student(Predictor):
     self.params = jax.tree.map(np.asarray, params)
     self.genotype, self.task, self.vocab, self.max_len = geno, task, vocab, max_len
     self.task_name, self.label_names, self.is_pair = task.name, task.labels, task.is_pair
+    self.text_columns = task.text_columns
     self.compiled = compiled  # the stablehlo or onnx logits function, if that runtime
 
   @classmethod
@@ -137,7 +139,7 @@ class RunTeacher(Predictor):
   unlike a student's export folder)."""
 
   def __init__(self, workdir: str):
-    from adabert_jax.data.tasks import get_task
+    from adabert_jax.data.tasks import Task, get_task
     from adabert_jax.teacher import assets, finetune
 
     config_path = os.path.join(finetune.teacher_dir(workdir), "config.json")
@@ -146,11 +148,13 @@ class RunTeacher(Predictor):
                       "teacher stage first.")
     run_config = io_utils.load_json(config_path)
     checkpoint = run_config["teacher"]["checkpoint"]
-    task = get_task(run_config["task"])
+    task = (Task.from_definition(run_config["task_definition"])
+            if "task_definition" in run_config else get_task(run_config["task"]))
     self.teacher, self.params, _ = finetune.load_finetuned(workdir, checkpoint)
     self.vocab = tokenization.load_vocab(assets.resolve_model_dir(checkpoint))
     self.max_len = run_config["teacher"]["max_len"] or run_config["data"]["max_len"]
     self.task_name, self.label_names, self.is_pair = task.name, task.labels, task.is_pair
+    self.text_columns = task.text_columns
 
   def logits(self, texts, batch_size=64, on_batch=None):
     from adabert_jax.teacher import finetune

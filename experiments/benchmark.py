@@ -10,7 +10,7 @@ import os
 from absl import flags
 
 from adabert_jax import cli, io_utils, stages
-from adabert_jax.data.tasks import get_task
+from adabert_jax.data import pipeline as data_pipeline
 from adabert_jax.errors import UserError
 from adabert_jax.eval import benchmark
 from adabert_jax.teacher import finetune
@@ -22,7 +22,7 @@ def main(argv):
   del argv
   config = cli.config_with_flags(_CONFIG.value)
   workdir = cli.require_workdir()
-  task = get_task(config.task)
+  task = data_pipeline.task_from_config(config)
   student_result = os.path.join(stages.student_dir(workdir), "result.json")
   if not os.path.isfile(student_result):
     raise UserError(f"No trained student in {workdir}: run experiments/train_student.py.")

@@ -71,7 +71,8 @@ def main(argv):
     return
   comparisons = stages.dev_comparisons(task, splits, knowledge, workdir, list(baselines or {}))
   results = report.build_report(task, workdir, teacher, knowledge["summary"], search,
-                                derived, student, bench, baselines, comparisons)
+                                derived, student, bench, baselines, comparisons,
+                                data_pipeline.data_record(config, task))
   print()
   print(report.results_table(task, results, bench))
   print(f"\nreport: {workdir}/report.md ({time.time() - start:.0f} s)")

@@ -9,6 +9,8 @@
   # GLUE's unlabelled test file -> <output_dir>/<TASK>.tsv, the server's submission format
   python experiments/predict.py --workdir=runs/rte --split=test --glue_dir=../shared/glue \
       --output_dir=submission
+  # your own test file (CSV, TSV or JSONL with the model's text column names) -> <TASK>.tsv
+  python experiments/predict.py --workdir=runs/reviews --split=test --test_file=test.csv
 
 Input: one sentence per line, or a tab-separated pair per line (TSV, or standard input with
 --input=-), or JSONL objects {"text": ...} / {"text_a": ..., "text_b": ...}. Output: TSV
@@ -21,7 +23,7 @@ import sys
 from absl import flags
 
 from adabert_jax import cli, predictors, stages
-from adabert_jax.data import sources, text_files
+from adabert_jax.data import custom, sources, text_files
 from adabert_jax.data.tasks import get_task
 from adabert_jax.errors import UserError
 from adabert_jax.student import export
@@ -34,7 +36,12 @@ flags.DEFINE_string("input", "-", "Text to classify: a TSV/text or .jsonl file, 
 flags.DEFINE_string("output", "-", "Where the predictions go: a .tsv or .jsonl file, - for "
                     "stdout.")
 flags.DEFINE_enum("split", None, ["test"], "test: classify GLUE's unlabelled test file(s) "
-                  "of the model's task (--glue_dir) and write submission files.")
+                  "of the model's task (--glue_dir), or --test_file, and write "
+                  "<output_dir>/<TASK>.tsv.")
+flags.DEFINE_string("test_file", None, "With --split=test: a CSV, TSV or JSONL file with a "
+                    "header (or keys) naming the model's text column(s), e.g. a custom "
+                    "task's test file; the rows are numbered by their line in the file.")
+flags.DEFINE_string("test_format", "", "csv, tsv or jsonl; '' = from the extension.")
 flags.DEFINE_string("output_dir", "glue_submission", "With --split=test: the folder for "
                     "<TASK>.tsv.")
 flags.DEFINE_integer("batch_size", 64, "Inputs per batch.")
@@ -72,9 +79,19 @@ def main(argv):
   del argv
   f = flags.FLAGS
   predictor = load_predictor()
+  if f.split == "test" and f.test_file:
+    columns, lines = custom.read_rows(f.test_file, f.test_format, predictor.text_columns)
+    texts = list(zip(*columns)) if predictor.is_pair else columns[0]
+    out = _predict(predictor, texts, f"{predictor.task_name} test")
+    path = os.path.join(f.output_dir, f"{predictor.task_name}.tsv")
+    sources.write_glue_submission(path, [str(n) for n in lines], out.labels)
+    print(f"{path}: {len(lines)} predictions (index = line in {f.test_file})",
+          file=sys.stderr)
+    return
   if f.split == "test":
     if not f.glue_dir:
-      raise UserError("--split=test reads GLUE's test files: pass --glue_dir.")
+      raise UserError("--split=test reads GLUE's test files (--glue_dir) or your own "
+                      "(--test_file).")
     task = get_task(predictor.task_name)
     if not task.glue_test_files:
       raise UserError(f"Task {task.name!r} is not a GLUE task: it has no test submission.")

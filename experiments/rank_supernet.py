@@ -19,7 +19,6 @@ from absl import flags
 
 from adabert_jax import cli, io_utils, stages
 from adabert_jax.data import pipeline as data_pipeline
-from adabert_jax.data.tasks import get_task
 from adabert_jax.errors import UserError
 from adabert_jax.nas import derive, genotype as genotype_lib, ops, search
 from adabert_jax.train import checkpoints, sharding
@@ -40,7 +39,8 @@ def main(argv):
   if not os.path.isdir(params_dir):
     raise UserError(f"No finished search in {workdir} ({params_dir} is missing): run "
                     "experiments/search.py with the same flags first.")
-  setup = search.setup_from_config(config.search, get_task(config.task).is_pair)
+  setup = search.setup_from_config(config.search,
+                                   data_pipeline.task_from_config(config).is_pair)
   cfg = setup.supernet
   unknown = [name for name in flags.FLAGS.ops if name not in ops.OP_NAMES]
   if unknown:

@@ -18,7 +18,6 @@ from absl import flags
 
 from adabert_jax import cli, stages
 from adabert_jax.data import pipeline as data_pipeline
-from adabert_jax.data.tasks import get_task
 from adabert_jax.errors import UserError
 from adabert_jax.nas import derive, genotype as genotype_lib
 from adabert_jax.nas import search as search_lib
@@ -37,7 +36,7 @@ def main(argv):
   workdir, overwrite = cli.require_workdir(), flags.FLAGS.overwrite
   init = config.student.init
   stages.check_student_init(init)  # before the name below is built from it
-  is_pair = get_task(config.task).is_pair
+  is_pair = data_pipeline.task_from_config(config).is_pair
   supernet_cfg = search_lib.setup_from_config(config.search, is_pair).supernet
   geno, name = None, "student" if init == "inherit" else f"student_{init}"
   if flags.FLAGS.genotype:

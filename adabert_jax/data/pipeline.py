@@ -8,7 +8,7 @@ import os
 import ml_collections
 import numpy as np
 
-from adabert_jax.data import batching, sources, tokenization
+from adabert_jax.data import batching, custom, sources, tokenization
 from adabert_jax.data.tasks import Task, get_task
 from adabert_jax.teacher import assets
 
@@ -18,7 +18,18 @@ def default_cache_dir() -> str:
       os.path.expanduser("~"), ".cache", "adabert_jax", "tokenized"))
 
 
+def task_from_config(config: ml_collections.ConfigDict) -> Task:
+  """config.task from the registry, or (--task=custom) built from config.data.custom and
+  its training file."""
+  if config.task.lower() == custom.CUSTOM:
+    return custom.CustomSpec.from_config(config.data.custom).task()
+  return get_task(config.task)
+
+
 def source_from_config(task: Task, data: ml_collections.ConfigDict) -> sources.Source:
+  if task.custom:
+    return custom.CustomFileSource(custom.CustomSpec.from_config(data.custom),
+                                   data.split_seed, data.dev_fraction)
   return sources.make_source(task, source=data.source, glue_dir=data.glue_dir,
                              tfds_data_dir=data.tfds_data_dir, seed=data.split_seed,
                              dev_fraction=data.dev_fraction)
@@ -41,13 +52,20 @@ def data_files(config: ml_collections.ConfigDict, task: Task) -> dict[str, str]:
   return out
 
 
+def data_record(config: ml_collections.ConfigDict, task: Task) -> dict[str, dict[str, str]]:
+  """Where each split came from and what it was (data_files), for reports."""
+  source = source_from_config(task, config.data)
+  return {"files": {split: source.where(task, split) for split in task.splits},
+          "digests": data_files(config, task)}
+
+
 def load_task_data(config: ml_collections.ConfigDict
                    ) -> tuple[Task, dict[str, dict[str, np.ndarray]], tokenization.Vocab]:
   """Tokenized arrays of every split of ``config.task`` (cached on disk).
 
   ``config.data.train_subset`` > 0 keeps a fixed, seeded subset of train (for CPU runs).
   """
-  task = get_task(config.task)
+  task = task_from_config(config)
   source = source_from_config(task, config.data)
   vocab = teacher_vocab(config)
   cache_dir = config.data.cache_dir or default_cache_dir()

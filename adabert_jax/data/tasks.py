@@ -7,6 +7,9 @@ import dataclasses
 from adabert_jax.errors import UserError
 
 
+METRICS = ("accuracy", "f1_accuracy", "matthews", "macro_f1")
+
+
 @dataclasses.dataclass(frozen=True)
 class Task:
   """Everything the pipeline needs to know about one classification task.
@@ -17,7 +20,9 @@ class Task:
     text_columns: TSV header names of the one or two text fields.
     label_column: TSV header name of the label.
     labels: raw label strings as they appear in the TSV; class id = position.
-    metric: ``accuracy``, ``f1_accuracy`` or ``matthews``.
+    metric: one of METRICS: ``accuracy``, ``f1_accuracy`` (binary: the mean of F1 of
+      class 1 and accuracy), ``matthews`` (Matthews correlation, multi-class) or
+      ``macro_f1`` (the mean of every class's F1).
     dev_splits: names of the evaluation splits (MNLI has two).
     tsv_columns: for header-less TSVs (CoLA), the column names in file order.
     tfds_name: tensorflow-datasets builder name, if any.
@@ -25,6 +30,7 @@ class Task:
     tfds_dev_splits: tensorflow-datasets' names for ``dev_splits``, same order.
     glue_test: (test file stem, submission file stem) of each unlabelled GLUE test file;
       empty means the usual (``test``, ``glue_name``).
+    custom: a task defined by the user's files (data/custom.py), not the registry.
   """
 
   name: str
@@ -39,6 +45,16 @@ class Task:
   tfds_text_fields: tuple[str, ...] = ()
   tfds_dev_splits: tuple[str, ...] = ("validation",)
   glue_test: tuple[tuple[str, str], ...] = ()
+  custom: bool = False
+
+  def definition(self) -> dict:
+    """The task as JSON-able fields (a custom task's record in its run and export)."""
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_definition(cls, fields: dict) -> Task:
+    return cls(**{k: tuple(tuple(x) if isinstance(x, list) else x for x in v)
+                  if isinstance(v, list) else v for k, v in fields.items()})
 
   @property
   def num_classes(self) -> int:

