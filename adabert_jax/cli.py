@@ -13,6 +13,7 @@ from ml_collections import config_flags
 
 from adabert_jax import config_check
 from adabert_jax.errors import UserError
+from adabert_jax.train import distributed
 
 FLAGS = flags.FLAGS
 
@@ -23,6 +24,13 @@ flags.DEFINE_string("glue_dir", None, "GLUE folder with <TASK>/train.tsv and dev
 flags.DEFINE_string("workdir", None, "Run directory: every artefact of the run goes here.")
 flags.DEFINE_bool("overwrite", False, "Discard a stage's artefacts in --workdir that were "
                   "made by a different config, instead of refusing to run.")
+# Several processes as one run (adabert_jax/train/distributed.py); none: one process.
+flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0, for a "
+                    "multi-process run (with --num_processes and --process_id).")
+flags.DEFINE_integer("num_processes", None, "Processes in a multi-process run.")
+flags.DEFINE_integer("process_id", None, "This process's index, 0 .. num_processes - 1.")
+flags.DEFINE_bool("distributed", False, "Join a multi-process run described by the "
+                  "cluster's environment (Cloud TPU, SLURM, ...), as JAX detects it.")
 
 
 def config_with_flags(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -64,6 +72,8 @@ def run(main: Callable[[list[str]], None]) -> None:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when ignored (&)
       signal.signal(signal.SIGINT, _interrupted)
     try:
+      distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
+                             FLAGS.process_id, FLAGS.distributed)
       main(argv)
     except UserError as e:
       print(f"error: {e}", file=sys.stderr)

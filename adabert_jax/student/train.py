@@ -70,6 +70,26 @@ def evaluate(params, geno, task: Task, arrays, emb_tables, batch_size, mesh) -> 
   return metrics_lib.compute_metrics(task, preds, arrays["label"])
 
 
+def make_train_step(cfg: ml_collections.ConfigDict, geno: Genotype,
+                    tx: optax.GradientTransformation, emb: dict[str, jax.Array]):
+  """The jitted student update: (params, opt_state, batch, dropout key) -> (params,
+  opt_state, loss terms); it donates the params and optimiser state it is given."""
+
+  @functools.partial(jax.jit, donate_argnums=(0, 1))
+  def step_fn(params, opt_state, batch, key):
+
+    def loss_fn(p):
+      out = model.student_apply(p, batch, geno, emb_tables=emb, train=True,
+                                dropout=cfg.dropout, dropout_key=key)
+      return kd_loss(out, batch, cfg)
+
+    (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, terms
+
+  return step_fn
+
+
 def train_student(config: ml_collections.ConfigDict, task: Task, geno: Genotype,
                   init_params: dict, train: dict[str, np.ndarray], dev: dict[str, np.ndarray],
                   emb_tables: dict[str, np.ndarray], out_dir: str, name: str = "student", *,
@@ -87,18 +107,7 @@ def train_student(config: ml_collections.ConfigDict, task: Task, geno: Genotype,
   emb = sharding.replicate({k: jnp.asarray(v) for k, v in emb_tables.items()}, mesh)
   params = sharding.replicate(jax.tree.map(jnp.asarray, init_params), mesh)
   opt_state = tx.init(params)
-
-  @functools.partial(jax.jit, donate_argnums=(0, 1))
-  def step_fn(params, opt_state, batch, key):
-
-    def loss_fn(p):
-      out = model.student_apply(p, batch, geno, emb_tables=emb, train=True,
-                                dropout=cfg.dropout, dropout_key=key)
-      return kd_loss(out, batch, cfg)
-
-    (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, terms
+  step_fn = make_train_step(cfg, geno, tx, emb)
 
   key = jax.random.key(config.seed + 7)
   data_key, dropout_key = jax.random.split(key)

@@ -1,9 +1,11 @@
-"""Data parallelism over every local device (and hosts, after jax.distributed.initialize)
-with jax.jit and NamedSharding on a one-axis mesh.
+"""Data parallelism over every device of the run (every process's, after
+distributed.initialize) with jax.jit and NamedSharding on a one-axis mesh.
 
 Parameters are replicated, batches are split along their first axis; jit's partitioner
 inserts the gradient all-reduce, so a step computes exactly what one device would on the
-whole batch.
+whole batch. Every process builds the same global batch (the data order is a pure function
+of the key, epoch and step) and hands over only the rows of its own devices, so a run sees
+the same examples per step on any number of processes.
 """
 
 from __future__ import annotations
@@ -48,9 +50,31 @@ def shard_batch(batch: dict[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
           f"Batch of {np.shape(value)[0]} examples ({name!r}) does not divide across "
           f"{mesh.devices.size} devices: use a batch size that is a multiple of "
           f"{mesh.devices.size}.")
-  return jax.device_put(dict(batch), sharding)
+  return _put(dict(batch), sharding)
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
   """A full copy of `tree` on every device of the mesh."""
-  return jax.device_put(tree, NamedSharding(mesh, P()))
+  return _put(tree, NamedSharding(mesh, P()))
+
+
+def _put(tree: Any, sharding: NamedSharding) -> Any:
+  """device_put, or with several processes each one's own shards of the (same) host
+  values: device_put cannot place data on another process's devices."""
+  if sharding.is_fully_addressable:
+    return jax.device_put(tree, sharding)
+
+  def put(value):
+    value = np.asarray(value)
+    return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+  return jax.tree.map(put, tree)
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+  """The whole of a (possibly multi-process) array as NumPy, on every process."""
+  if x.is_fully_addressable or x.sharding.is_fully_replicated:
+    return np.asarray(x)
+  from jax.experimental import multihost_utils
+
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
