@@ -129,14 +129,17 @@ def _config_file_error(e: OSError) -> None:
 def _unknown_config_key(e: Exception) -> None:
   bad = [a for a in sys.argv[1:] if a.startswith("--config.")]
   print(f"error: unknown config key in {' '.join(bad)} ({e}). The fields are listed in "
-        "experiments/configs/default.py.", file=sys.stderr)
+        "adabert_jax/configs/default.py.", file=sys.stderr)
   sys.exit(2)
 
 
 def default_config(preset: str) -> str:
-  """experiments/configs/default.py:<preset> of this checkout, wherever the cwd is."""
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  return os.path.join(root, "experiments", "configs", f"default.py:{preset}")
+  """The package's configs/default.py:<preset>, wherever the package is installed and
+  whatever the cwd (experiments/configs/default.py loads the same file)."""
+  from adabert_jax import configs
+
+  return os.path.join(os.path.dirname(os.path.abspath(configs.__file__)),
+                      f"default.py:{preset}")
 
 
 def define_config_flag(default: str) -> config_flags.FlagHolder:

@@ -1,0 +1,1 @@
+"""Task data: registry, readers, tokenization and batching."""

@@ -1,0 +1,221 @@
+"""The run's report: results.json and report.md, with the pictures the stages drew."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from adabert_jax import io_utils
+from adabert_jax.data.tasks import Task
+from adabert_jax.eval import plots
+
+
+def build_report(task: Task, workdir: str, teacher: dict, knowledge_summary: dict,
+                 search: dict, derived: dict, student: dict, bench: dict,
+                 baselines: dict[str, dict] | None = None,
+                 comparisons: dict[str, dict] | None = None,
+                 data: dict | None = None) -> dict:
+  """Writes <workdir>/results.json, report.md and accuracy_latency.png; returns results.
+  comparisons: the student against other models on dev (stages.dev_comparisons).
+  data: where each split came from and its digest (data.pipeline.data_record)."""
+  rows = {m["name"]: m for m in bench["models"]}
+  student_row = bench["models"][0]
+  teacher_row = bench["models"][1]
+  bert_row = bench["models"][2] if len(bench["models"]) > 2 else None
+  results = {
+      "task": task.name, "metric": task.metric, "labels": list(task.labels),
+      "data": data,
+      "teacher": {"dev": teacher["dev"], "params": teacher_row["params"],
+                  "model_dir": teacher["model_dir"]},
+      "student": {"dev": student["dev"], "params": student_row["params"],
+                  "genotype": student["genotype"], "init": student.get("name"),
+                  "epochs": student.get("epochs"),
+                  "train_examples": student.get("train_examples")},
+      "search": {"genotype": derived["genotype"], "derive_method": derived["method"],
+                 "alpha_genotype": search["genotype"], "depth_probs": search["depth_probs"],
+                 "wall_time_s": search["wall_time_s_this_run"],
+                 "examples_per_s": search["examples_per_s"],
+                 "derive_wall_time_s": derived["wall_time_s"]},
+      "speed": {"batch_size": bench["batch_size"], "max_len": bench["max_len"],
+                "student_ms": student_row["latency_ms"],
+                "teacher_ms": teacher_row["latency_ms"],
+                "bert_base_ms": bert_row["latency_ms"] if bert_row else None,
+                "speedup_vs_teacher": student_row["speedup_vs"][teacher_row["name"]],
+                "speedup_vs_bert_base": (student_row["speedup_vs"][bert_row["name"]]
+                                         if bert_row else None),
+                "size_ratio_vs_teacher": student_row["size_ratio_vs"][teacher_row["name"]],
+                "size_ratio_vs_bert_base": (student_row["size_ratio_vs"][bert_row["name"]]
+                                            if bert_row else None),
+                "flops": {name: r["flops"] for name, r in rows.items()}},
+      "baselines": {name: {"dev": b["dev"], "params": b.get("params_exported"),
+                           "genotype": b.get("genotype")}
+                    for name, b in (baselines or {}).items()},
+      "comparisons": comparisons or {},
+  }
+  points = [{"name": r["name"], "latency_ms": r["latency_ms"], "score": score,
+             "params": r["params"]} for r, score in zip(bench["models"], _scores(results))]
+  plots.plot_accuracy_latency(points, task.metric,
+                              os.path.join(workdir, "accuracy_latency.png"))
+  io_utils.save_json_atomic(os.path.join(workdir, "results.json"), results)
+  io_utils.save_text_atomic(os.path.join(workdir, "report.md"),
+                            render_markdown(task, results, bench, knowledge_summary, derived))
+  return results
+
+
+def _scores(results: dict) -> list[float | None]:
+  """The dev scores of the benchmarked models (student, teacher, BERT-base) as they are now:
+  a benchmark is reused when only the student's weights changed (speed does not depend on
+  them), so the scores it recorded may be older."""
+  return [results["student"]["dev"]["score"], results["teacher"]["dev"]["score"], None]
+
+
+def results_table(task: Task, results: dict, bench: dict) -> str:
+  lines = [f"| model | params | dev {task.metric} | ms / batch {bench['batch_size']} | "
+           "speedup vs BERT-base | speedup vs teacher |", "|---|---|---|---|---|---|"]
+  teacher_name = bench["models"][1]["name"]
+  bert_name = bench["models"][2]["name"] if len(bench["models"]) > 2 else None
+  for m, metric in zip(bench["models"], _scores(results)):
+    score = "-" if metric is None else f"{metric:.2f}"
+    vs_bert = f"{m['speedup_vs'][bert_name]:.1f}x" if bert_name else "-"
+    lines.append(f"| {m['name']} | {m['params'] / 1e6:.2f}M | {score} | "
+                 f"{m['latency_ms']:.1f} | {vs_bert} | {m['speedup_vs'][teacher_name]:.1f}x |")
+  for name, b in results["baselines"].items():
+    lines.append(f"| baseline: {name} | {(b['params'] or 0) / 1e6:.2f}M | "
+                 f"{b['dev']['score']:.2f} | - | - | - |")
+  return "\n".join(lines)
+
+
+def _serving_lines(bench: dict) -> list[str]:
+  from adabert_jax.eval.benchmark import format_serving
+
+  if not bench.get("serving"):
+    return []
+  return ["Serving (full-length inputs, model call only, tokenization excluded):", "",
+          format_serving(bench["serving"], bench["batch_size"]), ""]
+
+
+def _data_lines(task: Task, data: dict | None) -> list[str]:
+  if not data:
+    return []
+  files = "; ".join(f"{split} `{where}` ({data['digests'][split]})"
+                    for split, where in data["files"].items())
+  return [f"Data: {files}. Classes: {', '.join(task.labels)}.", ""]
+
+
+def render_markdown(task: Task, results: dict, bench: dict, knowledge_summary: dict,
+                    derived: dict) -> str:
+  from adabert_jax.teacher.probes import format_probe_table
+
+  geno = results["search"]["genotype"]
+  probe_rows = knowledge_summary["probes"][task.main_dev_split]
+  return "\n".join([
+      f"# AdaBERT run: {task.name}",
+      "",
+      *_data_lines(task, results.get("data")),
+      results_table(task, results, bench),
+      "",
+      f"Speed: batch {bench['batch_size']}, max_len {bench['max_len']}, median of "
+      f"{bench['repeats']} jitted runs on {bench['backend']} ({bench['device']}).",
+      "",
+      *_serving_lines(bench),
+      _training_line(results["student"]),
+      "",
+      *_comparison_lines(results["comparisons"]),
+      f"## Searched architecture (K = {geno['depth']})",
+      "",
+      "![cell](derive/cell.png)",
+      "",
+      "```json", json.dumps(geno), "```",
+      "",
+      *_input_mode_lines(geno.get("input_mode", "single")),
+      *_derive_lines(derived),
+      "Architecture weights over the search:",
+      "",
+      "![alpha](search/alpha.png)",
+      "",
+      "## Accuracy against latency",
+      "",
+      "![accuracy vs latency](accuracy_latency.png)",
+      "",
+      "## Teacher knowledge probes (dev)",
+      "",
+      format_probe_table(probe_rows),
+      "",
+      "![probes](knowledge/probes.png)",
+      "",
+  ]) + "\n"
+
+
+_INPUT_MODE_TEXT = {
+    "siamese": "each sentence of a pair is encoded alone by the same cells; the head reads "
+               "[u, v, |u - v|, u * v] of the two pooled vectors",
+    "attend": "each sentence of a pair is encoded alone by the same cells and every layer "
+              "softly aligns each token with the other sentence's tokens; the head reads "
+              "[u, v, |u - v|, u * v] of the two pooled vectors and each sentence's mean of "
+              "x * x~ and |x - x~| (how well its tokens are matched)",
+    "aligned": "the authors' pair input: sentence A and sentence B, each from position 0, are "
+               "the first cell's two input nodes",
+    "masked": "the concatenated pair masked into its two segments (additive in the two "
+              "sentences; a reference, not a model to use)",
+}
+
+
+def _input_mode_lines(mode: str) -> list[str]:
+  if mode == "single":
+    return []
+  return [f"Pair input (`search.pair_mode={mode}`): {_INPUT_MODE_TEXT[mode]}.", ""]
+
+
+def _derive_lines(derived: dict) -> list[str]:
+  from adabert_jax.nas.derive import format_candidates
+
+  if derived["method"] != "measured":
+    return ["Derived from alpha (the paper's rule).", ""]
+  chosen = derived["chosen"]
+  return [
+      f"Derived from the supernet's measured loss on {derived['heldout_examples']:,} held-out "
+      f"training examples plus {derived['beta']} x L_E: held-out loss {chosen['loss']:.4f}, "
+      f"accuracy {chosen['accuracy']:.2f}, L_E {chosen['efficiency']:.3f} "
+      f"({len(derived['evaluated'])} architectures measured).{_tie_sentence(derived)} "
+      f"Alpha's rule gave `{json.dumps(derived['alpha_genotype'])}`. The best measured:",
+      "", format_candidates(derived), ""]
+
+
+def _tie_sentence(derived: dict) -> str:
+  if not derived.get("tie_se"):
+    return ""
+  if derived["genotype"] == derived["best_objective_genotype"]:
+    return (f" No cheaper candidate was within {derived['tie_se']:g} paired standard errors "
+            "of the best J (the one-SE rule), so the best J was kept.")
+  best = next(r for r in derived["evaluated"]
+              if r["genotype"] == derived["best_objective_genotype"])
+  chosen = derived["chosen"]
+  return (f" The one-SE rule took this genotype, the cheapest within {derived['tie_se']:g} "
+          f"paired standard errors of the best J (J +{chosen['objective'] - best['objective']:.4f}"
+          f", paired SE {chosen['paired_se']:.4f}, L_E {chosen['efficiency']:.3f} against "
+          f"{best['efficiency']:.3f}), over the best-J genotype "
+          f"`{json.dumps(derived['best_objective_genotype'])}`.")
+
+
+def _comparison_lines(comparisons: dict[str, dict]) -> list[str]:
+  from adabert_jax.eval.compare import format_comparisons
+
+  if not comparisons:
+    return []
+  return [
+      "## Are the differences real? (dev accuracy, paired)",
+      "",
+      "The student against each model on the same dev examples: the accuracy difference "
+      "with a paired bootstrap 95% interval, and McNemar's exact test on the examples only "
+      "one of the two gets right (p < 0.05: unlikely to be chance).",
+      "",
+      format_comparisons("student", list(comparisons.items())),
+      ""]
+
+
+def _training_line(student: dict) -> str:
+  if not student.get("train_examples"):  # a student trained before this was recorded
+    return ""
+  return (f"Students: {student['epochs']} epochs over {student['train_examples']:,} training "
+          "examples (the task's, plus teacher-labelled augmented copies when "
+          "augment.copies > 0).")

@@ -1,0 +1,109 @@
+"""Atomic file writes (a kill never leaves a half-written file that a later run trusts), and
+reading users' and the stages' files with one clear line when they are broken."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from typing import Any, Iterator
+
+import numpy as np
+
+from adabert_jax import errors
+from adabert_jax.errors import UserError
+
+
+def read_text(path: str, missing: str = "") -> str:
+  """A user's UTF-8 text file (a byte-order mark dropped), or one line saying what is wrong:
+  `missing` is said after "<path> does not exist" (which flag names it)."""
+  if not os.path.isfile(path):
+    raise UserError(f"{path} does not exist{f' ({missing})' if missing else ''}.")
+  with open(path, "rb") as f:
+    data = f.read()
+  try:
+    return data.decode("utf-8-sig")
+  except UnicodeDecodeError as e:
+    raise UserError(f"{path} is not UTF-8 text ({e}).") from None
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+  """Yields a temporary path beside `path`; renames it over `path` only on success."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
+                             suffix=".tmp")
+  os.close(fd)
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make artefacts private
+  try:
+    yield tmp
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def save_npz_atomic(path: str, arrays: dict[str, np.ndarray]) -> None:
+  with atomic_path(path) as tmp:
+    with open(tmp, "wb") as f:
+      np.savez(f, **arrays)
+
+
+def save_json_atomic(path: str, obj: Any) -> None:
+  with atomic_path(path) as tmp:
+    with open(tmp, "w") as f:
+      json.dump(obj, f, indent=2, sort_keys=True)
+      f.write("\n")
+
+
+def damaged(path: str, reason: str) -> UserError:
+  """The one message for an artefact that exists but cannot be read: the fix is to make its
+  stage (the folder that holds it) again."""
+  folder = os.path.dirname(os.path.abspath(path))
+  return UserError(f"{path} is damaged ({reason}): delete {folder} and rerun the same "
+                   "command, which makes it again.")
+
+
+def load_json(path: str) -> Any:
+  """The JSON file at `path`; a damaged one is a UserError naming it (a missing one stays
+  FileNotFoundError: callers decide what absence means)."""
+  with open(path, "rb") as f:
+    try:
+      return json.loads(f.read().decode("utf-8"))
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+      raise damaged(path, f"not valid JSON: {e}") from None
+
+
+def load_npz(path: str, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+  """Every array (or `keys`) of an .npz file, read into memory; a damaged or incomplete
+  file is a UserError naming it."""
+  import zipfile
+
+  try:
+    with np.load(path) as data:
+      missing = [k for k in keys or () if k not in data.files]
+      if missing:
+        raise damaged(path, f"it lacks {', '.join(missing)}")
+      return {k: data[k] for k in (keys or data.files)}
+  except (zipfile.BadZipFile, EOFError, ValueError, KeyError, OSError) as e:
+    if isinstance(e, FileNotFoundError):
+      raise
+    raise damaged(path, errors.summary(e)) from None
+
+
+def json_dumps(obj: Any) -> str:
+  return json.dumps(obj, sort_keys=True)
+
+
+def json_loads(text: str) -> Any:
+  return json.loads(text)
+
+
+def save_text_atomic(path: str, text: str) -> None:
+  with atomic_path(path) as tmp:
+    with open(tmp, "w") as f:
+      f.write(text)

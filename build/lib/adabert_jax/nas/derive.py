@@ -1,0 +1,306 @@
+"""The derive stage: from a finished search to the discrete architecture (genotype).
+
+Two rules (config.derive.method):
+  alpha     the paper's: per edge the top op of alpha excluding zero, per intermediate node
+            the 2 strongest incoming edges, K = argmax alpha_K + 1 (genotype.derive_genotype).
+  measured  the supernet's own loss under each candidate architecture, measured on training
+            examples the search never saw (search.holdout):
+              J(g) = (1 - gamma) CE + gamma KD  (held-out mean, the search's loss terms)
+                     + derive.beta * L_E(g)     (the search's efficiency term, exact for g)
+            Candidates: one op on every edge at every depth, and the alpha genotype; from the
+            best of those, derive.passes rounds of coordinate descent (each edge in turn set
+            to the best of all ops, zero removing the edge; then the best depth).
+            With derive.tie_se > 0, the one-standard-error rule (Breiman et al., 1984) then
+            trades statistical ties for speed: of the measured candidates whose J exceeds
+            the best's by at most tie_se paired standard errors (the per-example loss
+            differences on the same held-out examples), the one with the lowest L_E wins.
+
+Why "measured" exists: on a CPU-length search the first-order straight-through gradient to
+alpha drifts to parameter-free ops even with beta = 0, while the supernet's weights, scored
+under fixed architectures, rank convolutions first (docs/search-on-cpu.md). Scoring the
+candidates directly replaces the biased gradient with the quantity it estimates, much as
+DARTS-PT (Wang et al., 2021) selects ops by their measured effect on the supernet.
+
+Writes <workdir>/derive/: genotype.json, cell.png, result.json (the rule, the genotype, and
+for "measured" every evaluated candidate with its held-out loss, accuracy and L_E).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from adabert_jax import io_utils
+from adabert_jax.data import batching
+from adabert_jax.data.tasks import Task
+from adabert_jax.errors import UserError
+from adabert_jax.eval import plots
+from adabert_jax.nas import costs, genotype as genotype_lib, inputs, losses, ops, supernet
+from adabert_jax.nas.supernet import NUM_INPUT_NODES
+from adabert_jax.train import sharding
+
+METHODS = ("alpha", "measured")
+RESULT_FILE = "result.json"
+
+
+def derive_dir(workdir: str) -> str:
+  return os.path.join(workdir, "derive")
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Fails fast, before any stage runs, on a derive config that cannot work."""
+  cfg = config.derive
+  if cfg.method not in METHODS:
+    raise UserError(f"--config.derive.method={cfg.method!r}: use {' or '.join(METHODS)}.")
+  if cfg.method == "measured":
+    if config.search.holdout <= 0:
+      raise UserError("--config.derive.method=measured scores architectures on training "
+                      "examples kept out of the search: set --config.search.holdout (e.g. "
+                      "2000; the search then reruns), or use --config.derive.method=alpha.")
+
+
+def stage_fingerprint(config: ml_collections.ConfigDict, search_result: dict) -> dict:
+  # The other derive fields do not change an alpha genotype; tie_se = 0 (off) is left out so
+  # measured derives made before it existed are still reused.
+  fields = (config.derive.to_dict() if config.derive.method == "measured"
+            else {"method": config.derive.method})
+  if not fields.get("tie_se", 1):
+    del fields["tie_se"]
+  return {"derive": fields, "search": search_result["fingerprint"]}
+
+
+# Candidate architectures.
+
+
+def uniform_genotype(op_name: str, depth: int, cfg: supernet.SupernetConfig
+                     ) -> genotype_lib.Genotype:
+  """op_name on every edge of the cell (the supernet's full cell), depth K."""
+  return genotype_lib.Genotype(ops=tuple((node, src, op_name) for node, src in cfg.edges),
+                               depth=depth, k_max=cfg.k_max, num_nodes=cfg.num_nodes,
+                               input_mode=cfg.input_mode)
+
+
+def with_edge_op(geno: genotype_lib.Genotype, edge: tuple[int, int], op_name: str
+                 ) -> genotype_lib.Genotype | None:
+  """geno with `edge` (node, from_node) set to op_name ("zero" removes it); None when that
+  would leave an intermediate node without an incoming edge, or (input mode "aligned", where
+  the first cell's input nodes are the two sentences) a cell that reads only one input node."""
+  kept = [op for op in geno.ops if (op[0], op[1]) != edge]
+  if op_name != "zero":
+    kept.append((edge[0], edge[1], op_name))
+  kept.sort(key=lambda op: (op[0], op[1]))
+  fed = {node for node, _, _ in kept}
+  if any(node not in fed
+         for node in range(NUM_INPUT_NODES, NUM_INPUT_NODES + geno.num_nodes)):
+    return None
+  if geno.input_mode == "aligned" and not {0, 1} <= {src for _, src, _ in kept}:
+    return None
+  return dataclasses.replace(geno, ops=tuple(kept))
+
+
+def genotype_key(geno: genotype_lib.Genotype) -> str:
+  return geno.to_json()
+
+
+def coordinate_descent(objective: Callable[[genotype_lib.Genotype], float],
+                       starts: list[genotype_lib.Genotype], cfg: supernet.SupernetConfig,
+                       passes: int, log: Callable[[str], None] = print
+                       ) -> genotype_lib.Genotype:
+  """The best of `starts` under `objective`, then `passes` rounds of: each edge in turn set
+  to its best op (zero included), then the best depth. A change is kept only when it
+  lowers the objective; the rounds stop early when one changes nothing."""
+  best = min(starts, key=objective)
+  log(f"best start: K={best.depth}, {_ops_summary(best)}, J={objective(best):.4f}")
+  for round_index in range(passes):
+    changed = False
+    for edge in cfg.edges:
+      for name in ops.OP_NAMES:
+        candidate = with_edge_op(best, edge, name)
+        if candidate is not None and objective(candidate) < objective(best):
+          best, changed = candidate, True
+    for depth in range(1, cfg.k_max + 1):
+      candidate = dataclasses.replace(best, depth=depth)
+      if objective(candidate) < objective(best):
+        best, changed = candidate, True
+    log(f"round {round_index + 1}: K={best.depth}, {_ops_summary(best)}, "
+        f"J={objective(best):.4f}")
+    if not changed:
+      break
+  return best
+
+
+def _ops_summary(geno: genotype_lib.Genotype) -> str:
+  return " ".join(f"{src}->{node}:{name}" for node, src, name in geno.ops)
+
+
+# Measuring the supernet.
+
+
+@functools.cache
+def _jitted_heldout_losses(cfg: supernet.SupernetConfig, loss_cfg: losses.LossConfig):
+  """(task loss [B], correct [B]) per example of a batch; the sample is an argument, so every
+  candidate runs the same compiled function per batch length."""
+
+  def per_example(params, emb, batch, sample):
+    outputs = supernet.supernet_apply(params, emb, batch, sample, cfg, train=False)
+    task_B = losses.task_loss_per_example(outputs, batch, loss_cfg)["task"]
+    return task_B, jnp.argmax(outputs["logits"], -1) == batch["label"]
+
+  return jax.jit(per_example)
+
+
+def heldout_scorer(params, emb_tables, held: dict[str, np.ndarray],
+                   cfg: supernet.SupernetConfig, loss_cfg: losses.LossConfig,
+                   batch_size: int, max_len: int) -> Callable[[genotype_lib.Genotype], dict]:
+  """genotype -> {"loss", "accuracy", "per_example"} of the supernet on the held-out
+  examples; per_example [n] is each example's task loss, in the order of `held`."""
+  fn = _jitted_heldout_losses(cfg, loss_cfg)
+  mesh = sharding.make_mesh(1)
+  batches = [(idx, sharding.shard_batch(inputs.host_batch(b, cfg.input_mode), mesh))
+             for idx, b in
+             batching.length_sorted_eval_batches(held, batch_size, max_len)]
+  n = len(held["label"])
+
+  def score(geno):
+    sample = genotype_lib.genotype_to_onehots(geno, cfg)
+    loss_n, correct_n = np.zeros(n), np.zeros(n, bool)
+    for idx, batch in batches:
+      task_B, correct_B = fn(params, emb_tables, batch, sample)
+      # Padding rows come last in a batch; idx covers the real ones.
+      loss_n[idx] = np.asarray(task_B)[:len(idx)]
+      correct_n[idx] = np.asarray(correct_B)[:len(idx)]
+    return {"loss": float(loss_n.mean()), "accuracy": 100.0 * float(correct_n.mean()),
+            "per_example": loss_n}
+
+  return score
+
+
+def efficiency_of(geno: genotype_lib.Genotype, cfg: supernet.SupernetConfig,
+                  op_costs_O: np.ndarray) -> float:
+  """L_E of a fixed architecture: (K / k_max) * mean over the supernet's edges of the op's
+  normalised cost (an absent edge is the zero op, cost 0)."""
+  sample = genotype_lib.genotype_to_onehots(geno, cfg)
+  return float(losses.efficiency_loss(sample, op_costs_O))
+
+
+def one_se_choice(records: dict[str, dict], per_example: dict[str, np.ndarray],
+                  best_key: str, se_multiple: float) -> str:
+  """The one-standard-error rule: of the records (key -> {"objective", "efficiency"}) whose
+  objective exceeds the best's by at most se_multiple paired standard errors, the key of
+  the cheapest (lowest efficiency; then lowest objective). Adds "paired_se" (the standard
+  error of the mean per-example loss difference to the best) to every record."""
+  best_loss = per_example[best_key]
+  ties = []
+  for key, record in records.items():
+    diff = per_example[key] - best_loss
+    record["paired_se"] = float(np.std(diff, ddof=1) / np.sqrt(len(diff))) if key != best_key \
+        else 0.0
+    if record["objective"] - records[best_key]["objective"] <= se_multiple * record["paired_se"]:
+      ties.append(key)
+  return min(ties, key=lambda k: (records[k]["efficiency"], records[k]["objective"]))
+
+
+def measured_derive(config: ml_collections.ConfigDict, params, emb_tables,
+                    held: dict[str, np.ndarray], alpha_genotype: genotype_lib.Genotype,
+                    setup, log: Callable[[str], None] = print
+                    ) -> tuple[genotype_lib.Genotype, genotype_lib.Genotype, list[dict]]:
+  """(the chosen genotype, the genotype minimising J, every evaluated candidate sorted by J).
+  The two differ only when derive.tie_se > 0 finds a cheaper statistical tie."""
+  cfg = setup.supernet
+  op_costs = costs.op_cost_table(cfg.hidden, config.data.max_len,
+                                 config.search.cost_norm).normalised
+  score = heldout_scorer(params, emb_tables, held, cfg, setup.loss, config.derive.batch_size,
+                         config.data.max_len)
+  evaluated: dict[str, dict] = {}
+  per_example: dict[str, np.ndarray] = {}
+
+  def objective(geno):
+    key = genotype_key(geno)
+    if key not in evaluated:
+      measured = score(geno)
+      per_example[key] = measured.pop("per_example")
+      efficiency = efficiency_of(geno, cfg, op_costs)
+      evaluated[key] = {"genotype": json.loads(key), **measured, "efficiency": efficiency,
+                        "objective": measured["loss"] + config.derive.beta * efficiency}
+      if len(evaluated) % 20 == 0:
+        log(f"  {len(evaluated)} architectures measured")
+    return evaluated[key]["objective"]
+
+  starts = [uniform_genotype(name, depth, cfg)
+            for name in ops.OP_NAMES if name != "zero"
+            for depth in range(1, cfg.k_max + 1)] + [alpha_genotype]
+  best = coordinate_descent(objective, starts, cfg, config.derive.passes, log)
+  chosen = best
+  if config.derive.tie_se > 0:
+    chosen_key = one_se_choice(evaluated, per_example, genotype_key(best),
+                               config.derive.tie_se)
+    chosen = genotype_lib.Genotype.from_json(chosen_key)
+    record = evaluated[chosen_key]
+    log(f"one-SE rule ({config.derive.tie_se:g} SE): K={chosen.depth}, {_ops_summary(chosen)}, "
+        f"J={record['objective']:.4f} (+{record['objective'] - objective(best):.4f}, "
+        f"SE {record['paired_se']:.4f}), L_E {record['efficiency']:.3f} "
+        f"(best J's: {evaluated[genotype_key(best)]['efficiency']:.3f})")
+  return chosen, best, sorted(evaluated.values(), key=lambda r: r["objective"])
+
+
+def run_derive(config: ml_collections.ConfigDict, task: Task,
+               splits: dict[str, dict[str, np.ndarray]], knowledge: dict[str, dict],
+               emb_tables: dict[str, np.ndarray], workdir: str, setup,
+               log: Callable[[str], None] = print) -> dict:
+  """Derives the genotype by config.derive.method; returns result.json's content."""
+  from adabert_jax.nas import search
+  from adabert_jax.train import checkpoints
+
+  out_dir = derive_dir(workdir)
+  os.makedirs(out_dir, exist_ok=True)
+  start = time.time()
+  alpha_genotype = genotype_lib.Genotype.load(
+      os.path.join(search.search_dir(workdir), "genotype.json"))
+  result: dict[str, Any] = {"method": config.derive.method,
+                            "alpha_genotype": json.loads(alpha_genotype.to_json())}
+  geno = alpha_genotype
+  if config.derive.method == "measured":
+    params = checkpoints.restore_pytree(os.path.join(search.search_dir(workdir),
+                                                     "final_params"))
+    _, held = search.search_and_holdout(config, splits, knowledge)
+    emb = {k: jnp.asarray(v) for k, v in emb_tables.items()}
+    geno, best, evaluated = measured_derive(config, params, emb, held, alpha_genotype,
+                                            setup, log)
+    chosen = next(r for r in evaluated if r["genotype"] == json.loads(geno.to_json()))
+    result.update(beta=config.derive.beta, tie_se=config.derive.tie_se,
+                  heldout_examples=len(held["label"]),
+                  chosen={k: chosen[k] for k in ("loss", "accuracy", "efficiency",
+                                                 "objective") + (("paired_se",)
+                                                 if "paired_se" in chosen else ())},
+                  best_objective_genotype=json.loads(best.to_json()),
+                  evaluated=evaluated)
+  geno.save(os.path.join(out_dir, "genotype.json"))
+  plots.plot_cell(geno.ops, geno.num_nodes, geno.depth, os.path.join(out_dir, "cell.png"),
+                  title=f"{task.name}: derived cell ({config.derive.method}), K = {geno.depth}")
+  result.update(genotype=json.loads(geno.to_json()), wall_time_s=round(time.time() - start, 1))
+  io_utils.save_json_atomic(os.path.join(out_dir, RESULT_FILE), result)
+  return result
+
+
+def format_candidates(result: dict, top: int = 10) -> str:
+  """Markdown: the best measured candidates."""
+  with_se = bool(result.get("tie_se"))
+  lines = ["| K | ops | held-out loss | held-out acc | L_E | J |" + (" paired SE |" if with_se
+                                                                   else ""),
+           "|---|---|---|---|---|---|" + ("---|" if with_se else "")]
+  for r in result.get("evaluated", [])[:top]:
+    geno = genotype_lib.Genotype.from_json(json.dumps(r["genotype"]))
+    lines.append(f"| {geno.depth} | {_ops_summary(geno)} | {r['loss']:.4f} | "
+                 f"{r['accuracy']:.2f} | {r['efficiency']:.3f} | {r['objective']:.4f} |"
+                 + ((" - |" if r["genotype"] == result["best_objective_genotype"]
+                     else f" {r['paired_se']:.4f} |") if with_se else ""))
+  return "\n".join(lines)

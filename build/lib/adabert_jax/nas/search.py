@@ -1,0 +1,296 @@
+"""The search stage: train the supernet on the precomputed teacher knowledge, resumably,
+then derive the architecture.
+
+Writes <workdir>/search/: checkpoints/ (the last few states), history.jsonl (per epoch:
+alpha probabilities, depth distribution, sampled depths, every loss term, dev metric of
+the derived architecture), genotype.json, cell.png, alpha.png and result.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from adabert_jax import io_utils
+from adabert_jax.data import batching
+from adabert_jax.data.tasks import Task
+from adabert_jax.errors import UserError
+from adabert_jax.eval import metrics as metrics_lib, plots
+from adabert_jax.nas import (costs, genotype as genotype_lib, inputs, losses, ops, search_step,
+                             supernet)
+from adabert_jax.train import checkpoints, progress, sharding
+
+RESULT_FILE = "result.json"
+
+
+def search_dir(workdir: str) -> str:
+  return os.path.join(workdir, "search")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSetup:
+  supernet: supernet.SupernetConfig
+  loss: losses.LossConfig
+  optimizer: search_step.OptimizerConfig
+
+
+def setup_from_config(cfg: ml_collections.ConfigDict, is_pair: bool) -> SearchSetup:
+  """The search's static setup from config.search, for a single-sentence or a pair task
+  (search.pair_mode applies to pairs only)."""
+  try:
+    return SearchSetup(
+        supernet.SupernetConfig(hidden=cfg.hidden, k_max=cfg.k_max, num_nodes=cfg.num_nodes,
+                                dropout=cfg.dropout, mode=cfg.mode, remat=cfg.remat,
+                                input_mode=inputs.input_mode(cfg.pair_mode, is_pair),
+                                embedding_probe=cfg.layer_kd_map == "authors"),
+        losses.LossConfig(gamma=cfg.gamma, beta=cfg.beta, temperature=cfg.kd_temperature,
+                          final_kd_weight=cfg.final_kd_weight, depth_mix=cfg.depth_mix,
+                          layer_kd_map=cfg.layer_kd_map),
+        search_step.OptimizerConfig(
+            weights_lr=cfg.weights_lr, weights_momentum=cfg.weights_momentum,
+            weights_weight_decay=cfg.weights_weight_decay,
+            weights_grad_clip=cfg.weights_grad_clip, arch_lr=cfg.arch_lr,
+            arch_b1=cfg.arch_b1, arch_weight_decay=cfg.arch_weight_decay,
+            arch_weight_decay_mode=cfg.arch_weight_decay_mode))
+  except ValueError as e:
+    raise UserError(f"Bad --config.search.* value: {e}") from None
+
+
+# Fields added after runs were made, with the value that reproduces those runs: at that value
+# a field is left out of the fingerprint, so the older runs stay reusable.
+_ADDED_LATER = {"holdout": 0, "depth_mix": "logits", "layer_kd_map": "ceil",
+                "cost_norm": "max", "arch_weight_decay_mode": "decoupled",
+                "temperature_schedule": "exponential"}
+
+
+def stage_fingerprint(config: ml_collections.ConfigDict, teacher_checkpoint_id: str) -> dict:
+  search_fields = {k: v for k, v in config.search.to_dict().items()
+                   if k not in _ADDED_LATER or v != _ADDED_LATER[k]}
+  if search_fields.get("temperature_schedule", "exponential") == "exponential":
+    search_fields.pop("temperature_anneal_rate", None)  # unused by that schedule
+  return {"search": search_fields, "teacher_checkpoint_id": teacher_checkpoint_id,
+          "max_len": config.data.max_len, "train_subset": config.data.train_subset,
+          "seed": config.seed, "task": config.task}
+
+
+def with_knowledge(arrays: dict[str, np.ndarray], knowledge: dict[str, np.ndarray]
+                   ) -> dict[str, np.ndarray]:
+  """Token arrays plus the teacher's logits and probe logits, example by example."""
+  n = len(arrays["label"])
+  if len(knowledge["teacher_logits"]) != n:
+    raise UserError(f"Precomputed knowledge has {len(knowledge['teacher_logits'])} examples "
+                    f"but the split has {n}: rerun precompute for this data.")
+  return {**arrays, "teacher_logits": knowledge["teacher_logits"],
+          "probe_logits": knowledge["probe_logits"]}
+
+
+def search_and_holdout(config: ml_collections.ConfigDict,
+                       splits: dict[str, dict[str, np.ndarray]], knowledge: dict[str, dict]
+                       ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+  """(the search's training examples, the held-out ones), with the teacher's knowledge:
+  search.holdout examples of train kept out, then the search.train_subset of the rest."""
+  rest, held = batching.holdout_split(with_knowledge(splits["train"], knowledge["train"]),
+                                      config.search.holdout, config.seed + 7)
+  return batching.fixed_subset(rest, config.search.train_subset, config.seed), held
+
+
+def evaluate_fixed(params, emb_tables, arrays, sample, cfg: supernet.SupernetConfig,
+                   task: Task, batch_size: int, mesh) -> dict:
+  """The task metric of the supernet under a fixed architecture (e.g. the derived one)."""
+  fn = _jitted_fixed_logits(cfg)
+  preds = []
+  for batch in batching.eval_batches(arrays, batch_size):
+    n_real = int(batch.pop("weight").sum())
+    batch = inputs.host_batch(batch, cfg.input_mode)
+    logits = fn(params, emb_tables, sharding.shard_batch(batch, mesh), sample)
+    preds.append(np.asarray(logits).argmax(-1)[:n_real])
+  return metrics_lib.compute_metrics(task, np.concatenate(preds), arrays["label"])
+
+
+@functools.cache
+def _jitted_fixed_logits(cfg: supernet.SupernetConfig):
+  return jax.jit(lambda params, emb, batch, sample: supernet.supernet_apply(
+      params, emb, batch, sample, cfg, train=False)["logits"])
+
+
+def _check_finite(metrics: dict, step: int, ring_dir: str, state: Any) -> None:
+  """Stops the run at the first non-finite loss term, after a debug checkpoint."""
+  bad = [name for name in ("ce", "kd_layers", "kd_final", "efficiency", "total")
+         if not np.isfinite(metrics[name])]
+  if not bad and np.isfinite(metrics["weights_grad_norm"]) and np.isfinite(
+      metrics["arch_grad_norm"]):
+    return
+  what = (f"loss term(s) {', '.join(bad)}" if bad else "gradient norm")
+  debug = os.path.join(os.path.dirname(ring_dir), f"debug_nonfinite_step{step}")
+  checkpoints.save_pytree(debug, state)
+  raise UserError(
+      f"Non-finite {what} at search step {step}. The state after that step is in {debug} "
+      "for inspection; the last good checkpoint was not touched. Lower "
+      "--config.search.weights_lr or --config.search.arch_lr, or check the precomputed "
+      "knowledge for NaNs.")
+
+
+def run_search(config: ml_collections.ConfigDict, task: Task,
+               splits: dict[str, dict[str, np.ndarray]], knowledge: dict[str, dict],
+               emb_tables: dict[str, np.ndarray], teacher_result: dict, workdir: str) -> dict:
+  """Runs (or resumes) the search; returns result.json's content."""
+  cfg = config.search
+  setup = setup_from_config(cfg, task.is_pair)
+  out_dir = search_dir(workdir)
+  os.makedirs(out_dir, exist_ok=True)
+  mesh = sharding.make_mesh()
+  sharding.check_batch_size(cfg.batch_size, mesh, "search.batch_size")
+  train, _ = search_and_holdout(config, splits, knowledge)
+  dev = splits[task.main_dev_split]
+  steps_per_epoch = batching.steps_per_epoch(train, cfg.batch_size)
+  total_steps = steps_per_epoch * cfg.epochs
+  if cfg.max_steps:
+    total_steps = min(total_steps, cfg.max_steps)
+  cost_table = costs.op_cost_table(cfg.hidden, config.data.max_len, cfg.cost_norm)
+  optimizer = search_step.make_optimizer(setup.optimizer, steps_per_epoch * cfg.epochs,
+                                         steps_per_epoch * cfg.arch_warmup_epochs)
+  step_fn = search_step.make_search_step(
+      setup.supernet, setup.loss,
+      search_step.SearchConfig(total_steps=steps_per_epoch * cfg.epochs,
+                               temperature_start=cfg.temperature_start,
+                               temperature_end=cfg.temperature_end,
+                               temperature_schedule=cfg.temperature_schedule,
+                               temperature_anneal_rate=cfg.temperature_anneal_rate,
+                               steps_per_epoch=steps_per_epoch),
+      optimizer, cost_table.normalised, donate_state=True)
+
+  base_key = jax.random.key(config.seed)
+  init_key, data_key, search_key = (jax.random.fold_in(base_key, i) for i in range(3))
+  teacher_width = emb_tables["word"].shape[1]
+  state = search_step.init_search_state(init_key, setup.supernet, teacher_width,
+                                        task.num_classes, optimizer)
+  ring = checkpoints.CheckpointRing(os.path.join(out_dir, "checkpoints"),
+                                    keep=cfg.keep_checkpoints)
+  step = 0
+  restored = ring.restore_latest(state)
+  if restored is not None:
+    step, state = restored
+  history_path = os.path.join(out_dir, "history.jsonl")
+  history = progress.cut_records_to_step(history_path, step)
+
+  emb = sharding.replicate({k: jnp.asarray(v) for k, v in emb_tables.items()}, mesh)
+  state = sharding.replicate(state, mesh)
+  log = progress.MetricsLog(os.path.join(out_dir, "log.jsonl"))
+  bar = progress.progress(total_steps * cfg.batch_size, f"search {task.name}")
+  bar.update(step * cfg.batch_size)
+  if step:
+    bar.write(f"resumed the search at step {step} from {ring.directory}")
+  start_time, start_step = time.time(), step
+  epoch_terms: list[dict] = []
+  while step < total_steps:
+    epoch, in_epoch = divmod(step, steps_per_epoch)
+    for batch in batching.epoch_batches(train, cfg.batch_size, data_key, epoch,
+                                        config.data.max_len, bucket=cfg.bucket_lengths,
+                                        start_step=in_epoch):
+      batch = inputs.host_batch(batch, setup.supernet.input_mode)
+      state, metrics = step_fn(state, sharding.shard_batch(batch, mesh), emb, search_key,
+                               step)
+      metrics = jax.device_get(metrics)
+      step += 1
+      _check_finite(metrics, step, ring.directory, state)
+      epoch_terms.append(metrics)
+      bar.update(cfg.batch_size)
+      if step % 20 == 0:
+        bar.set_postfix(loss=f"{metrics['total']:.3f}", T=f"{metrics['temperature']:.3f}",
+                        K=int(metrics["depth"]))
+      # Epoch ends are saved below, after their history record (see there).
+      if step % cfg.checkpoint_every_steps == 0 and step % steps_per_epoch and (
+          step < total_steps):
+        ring.save(step, state)
+      if step >= total_steps:
+        break
+    if step % steps_per_epoch == 0 or step >= total_steps:
+      # The record is appended before the state is saved: a kill between the two resumes
+      # from an earlier step, drops the record and recomputes it, so none goes missing.
+      record = _epoch_record(state.params["arch"], setup.supernet, epoch_terms,
+                             epoch=(step - 1) // steps_per_epoch, step=step)
+      geno = genotype_lib.derive_genotype(jax.device_get(state.params["arch"]),
+                                          setup.supernet)
+      record["dev_derived"] = evaluate_fixed(
+          state.params, emb, dev, genotype_lib.genotype_to_onehots(geno, setup.supernet),
+          setup.supernet, task, cfg.batch_size, mesh)
+      history.append(record)
+      with open(history_path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+      ring.save(step, state)
+      log.write(**{k: v for k, v in record.items() if k not in ("op_probs",)})
+      bar.write(f"epoch {record['epoch']}: loss {record['loss']['total']:.3f} "
+                f"(ce {record['loss']['ce']:.3f}, kd {record['loss']['kd']:.3f}, "
+                f"eff {record['loss']['efficiency']:.3f}), T {record['temperature']:.3f}, "
+                f"sampled K {record['sampled_depths']}, derived dev "
+                f"{record['dev_derived']['score']:.2f}")
+      epoch_terms = []
+  bar.close()
+  ring.close()
+  elapsed = time.time() - start_time
+  return _finish(config, task, setup, state, history, cost_table, teacher_result, out_dir,
+                 elapsed, step - start_step, steps_per_epoch)
+
+
+def _epoch_record(arch, cfg: supernet.SupernetConfig, terms: list[dict], *, epoch: int,
+                  step: int) -> dict:
+  arch = jax.device_get(arch)
+  depths = np.bincount([int(t["depth"]) for t in terms], minlength=cfg.k_max + 1)[1:]
+  return {
+      "epoch": epoch, "step": step,
+      "op_probs": genotype_lib.op_probabilities(arch).round(5).tolist(),
+      "depth_probs": np.asarray(jax.nn.softmax(arch["alpha_depth"])).round(5).tolist(),
+      "sampled_depths": {str(k + 1): int(c) for k, c in enumerate(depths) if c},
+      "loss": {name: float(np.mean([t[name] for t in terms])) if terms else float("nan")
+               for name in ("total", "ce", "kd", "kd_layers", "kd_final", "efficiency")},
+      "temperature": float(terms[-1]["temperature"]) if terms else float("nan"),
+  }
+
+
+def _finish(config, task, setup, state, history, cost_table, teacher_result, out_dir,
+            elapsed, steps_run, steps_per_epoch) -> dict:
+  arch = jax.device_get(state.params["arch"])
+  geno = genotype_lib.derive_genotype(arch, setup.supernet)
+  io_utils.save_text_atomic(os.path.join(out_dir, "genotype.json"), geno.to_json() + "\n")
+  plots.plot_cell(geno.ops, geno.num_nodes, geno.depth, os.path.join(out_dir, "cell.png"),
+                  title=f"{task.name}: searched cell, K = {geno.depth}")
+  if history:
+    plots.plot_alpha_history([h["epoch"] for h in history],
+                             np.array([h["op_probs"] for h in history]),
+                             np.array([h["depth_probs"] for h in history]), ops.OP_NAMES,
+                             os.path.join(out_dir, "alpha.png"))
+  checkpoints.save_pytree(os.path.join(out_dir, "final_params"), state.params)
+  result = {
+      "task": task.name, "genotype": json.loads(geno.to_json()),
+      "op_probs": genotype_lib.op_probabilities(arch).round(4).tolist(),
+      "op_names": list(ops.OP_NAMES), "edges": [list(e) for e in setup.supernet.edges],
+      "depth_probs": np.asarray(jax.nn.softmax(arch["alpha_depth"])).round(4).tolist(),
+      "sampled_depths_last_epoch": history[-1]["sampled_depths"] if history else {},
+      "dev_derived": history[-1]["dev_derived"] if history else None,
+      "cost_table": cost_table.as_dict(),
+      "wall_time_s_this_run": round(elapsed, 1), "steps_this_run": steps_run,
+      "examples_per_s": round(steps_run * config.search.batch_size / max(elapsed, 1e-9), 1),
+      "steps_per_epoch": steps_per_epoch,
+      "train_examples": steps_per_epoch * config.search.batch_size,
+      "fingerprint": stage_fingerprint(config, teacher_result["checkpoint_id"]),
+  }
+  io_utils.save_json_atomic(os.path.join(out_dir, RESULT_FILE), result)
+  return result
+
+
+def format_alpha_table(result: dict) -> str:
+  """Markdown: softmax(alpha) per edge (rows) and op (columns)."""
+  names = result["op_names"]
+  lines = ["| edge | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+  for (node, src), probs in zip(result["edges"], result["op_probs"]):
+    lines.append(f"| {src}->{node} | " + " | ".join(f"{p:.3f}" for p in probs) + " |")
+  return "\n".join(lines)

@@ -1,0 +1,185 @@
+"""The search update: one architecture sample, the AdaBERT loss, one update of both groups.
+
+First-order DARTS as in the authors' code: the op weights and the architecture logits are
+updated in the same step from the same training batch (no unrolled bilevel step), each group
+by its own optimizer through optax.partition on the params' top-level key:
+  "weights": clip global norm 5 -> L2 weight decay 3e-4 (added to the gradient, as torch SGD)
+             -> SGD momentum 0.9, lr 0.02 cosine-decayed to 0 over total_steps;
+  "arch":    Adam lr 3e-4, b1 0.5, b2 0.999, weight decay 1e-3: "coupled" (the authors' torch
+             Adam(weight_decay=...): 1e-3 * alpha added to the gradient before Adam's
+             normalisation, a real pull towards uniform) or "decoupled" (AdamW: alpha shrunk
+             by lr * 1e-3 per step, ~3e-7, next to nothing).
+The step is pure; jit it once (make_search_step does) and call it with new batches of the same
+shape: the step number and keys are traced arguments, so nothing recompiles.
+"""
+
+import dataclasses
+import functools
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from adabert_jax.nas import gumbel, losses, supernet
+
+Params = dict[str, Any]
+Metrics = dict[str, jax.Array]
+Sampler = Callable[[jax.Array, Params, jax.Array], dict[str, jax.Array]]
+WEIGHT_DECAY_MODES = ("coupled", "decoupled")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+  """The two optimizers' settings (the authors' code's values are the defaults)."""
+  weights_lr: float = 0.02
+  weights_momentum: float = 0.9
+  weights_weight_decay: float = 3e-4
+  weights_grad_clip: float = 5.0
+  arch_lr: float = 3e-4
+  arch_b1: float = 0.5
+  arch_b2: float = 0.999
+  arch_weight_decay: float = 1e-3
+  arch_weight_decay_mode: str = "coupled"
+
+  def __post_init__(self):
+    if self.arch_weight_decay_mode not in WEIGHT_DECAY_MODES:
+      raise ValueError(f"OptimizerConfig.arch_weight_decay_mode must be one of "
+                       f"{WEIGHT_DECAY_MODES}, got {self.arch_weight_decay_mode!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+  """Everything static about a search step besides the supernet and the loss; the Gumbel
+  temperature follows gumbel.temperature_at (schedule "per_epoch" needs steps_per_epoch)."""
+  total_steps: int
+  temperature_start: float = 1.0
+  temperature_end: float = 0.1
+  temperature_schedule: str = "exponential"
+  temperature_anneal_rate: float = 0.02
+  steps_per_epoch: int = 0
+
+  def temperature(self, step: jax.Array | int) -> jax.Array:
+    return gumbel.temperature_at(step, self.total_steps, self.temperature_start,
+                                 self.temperature_end, schedule=self.temperature_schedule,
+                                 anneal_rate=self.temperature_anneal_rate,
+                                 steps_per_epoch=self.steps_per_epoch)
+
+
+class SearchState(NamedTuple):
+  params: Params
+  opt_state: optax.OptState
+
+
+def param_labels(params: Params) -> Params:
+  """'weights' or 'arch' for every leaf, from its top-level key."""
+  return {group: jax.tree.map(lambda _, g=group: g, subtree)
+          for group, subtree in params.items()}
+
+
+def make_optimizer(cfg_opt: OptimizerConfig, total_steps: int, arch_warmup_steps: int = 0
+                   ) -> optax.GradientTransformation:
+  """The partitioned optimizer: SGD-momentum for "weights", Adam for "arch" (the module
+  docstring says how each decays).
+
+  arch_warmup_steps > 0 holds alpha still (learning rate 0) for the first steps, so the
+  architecture is judged by weights that have learnt something: before that the CE and KD
+  gradients reaching alpha are noise and only the efficiency term pushes it, towards
+  parameter-free ops and the smallest depth.
+  """
+  if total_steps < 1:
+    raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+  if arch_warmup_steps < 0:
+    raise ValueError(f"arch_warmup_steps must be >= 0, got {arch_warmup_steps}")
+  weights_lr = optax.cosine_decay_schedule(cfg_opt.weights_lr, total_steps)
+  weights_tx = optax.chain(
+      optax.clip_by_global_norm(cfg_opt.weights_grad_clip),
+      optax.add_decayed_weights(cfg_opt.weights_weight_decay),
+      optax.sgd(weights_lr, momentum=cfg_opt.weights_momentum),
+  )
+  arch_lr = (cfg_opt.arch_lr if not arch_warmup_steps else optax.join_schedules(
+      [optax.constant_schedule(0.0), optax.constant_schedule(cfg_opt.arch_lr)],
+      [arch_warmup_steps]))
+  if cfg_opt.arch_weight_decay_mode == "coupled":
+    arch_tx = optax.chain(optax.add_decayed_weights(cfg_opt.arch_weight_decay),
+                          optax.adam(arch_lr, b1=cfg_opt.arch_b1, b2=cfg_opt.arch_b2))
+  else:
+    arch_tx = optax.adamw(arch_lr, b1=cfg_opt.arch_b1, b2=cfg_opt.arch_b2,
+                          weight_decay=cfg_opt.arch_weight_decay)
+  return optax.partition({"weights": weights_tx, "arch": arch_tx}, param_labels)
+
+
+def init_search_state(key: jax.Array, supernet_cfg: supernet.SupernetConfig,
+                      teacher_width: int, num_classes: int,
+                      optimizer: optax.GradientTransformation) -> SearchState:
+  params = supernet.init_supernet(key, supernet_cfg, teacher_width, num_classes)
+  return SearchState(params=params, opt_state=optimizer.init(params))
+
+
+def search_loss(params: Params, emb_tables: dict[str, jax.Array], batch: dict[str, Any],
+                sample: dict[str, jax.Array], dropout_key: jax.Array, *,
+                supernet_cfg: supernet.SupernetConfig, loss_cfg: losses.LossConfig,
+                op_costs: Any, train: bool = True) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """The AdaBERT loss of the supernet under `sample`: (total, terms)."""
+  outputs = supernet.supernet_apply(params, emb_tables, batch, sample, supernet_cfg,
+                                    train=train, dropout_key=dropout_key)
+  return losses.adabert_loss(outputs, batch, sample, op_costs, loss_cfg)
+
+
+def search_step(state: SearchState, batch: dict[str, Any], emb_tables: dict[str, jax.Array],
+                key: jax.Array, step: jax.Array | int, *,
+                supernet_cfg: supernet.SupernetConfig, loss_cfg: losses.LossConfig,
+                search_cfg: SearchConfig, optimizer: optax.GradientTransformation,
+                op_costs: Any, sampler: Sampler = gumbel.sample_architecture
+                ) -> tuple[SearchState, Metrics]:
+  """One search update. `key` is the run's base key; it is folded with `step`, so the same
+  (key, step) always draws the same architecture and dropout.
+
+  sampler(key, arch_params, temperature) -> sample draws the architecture (the hard
+  straight-through Gumbel-softmax by default; the benchmark substitutes one that pins the
+  indices to count a fixed sample's FLOPs).
+  """
+  step_key = jax.random.fold_in(key, step)
+  sample_key, dropout_key = jax.random.split(step_key)
+  temperature = search_cfg.temperature(step)
+  loss_fn = functools.partial(search_loss, supernet_cfg=supernet_cfg, loss_cfg=loss_cfg,
+                              op_costs=op_costs)
+
+  def loss_of_params(params):
+    # Sampling inside the differentiated function: the straight-through one-hots carry the
+    # gradient back to alpha.
+    sample = sampler(sample_key, params["arch"], temperature)
+    total, terms = loss_fn(params, emb_tables, batch, sample, dropout_key)
+    return total, (terms, sample)
+
+  (_, (terms, sample)), grads = jax.value_and_grad(loss_of_params, has_aux=True)(state.params)
+  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = dict(terms)
+  metrics.update(
+      temperature=temperature,
+      depth=sample["depth_index"] + 1,
+      ops_index=sample["ops_index"],
+      weights_grad_norm=optax.tree.norm(grads["weights"]),
+      arch_grad_norm=optax.tree.norm(grads["arch"]),
+  )
+  return SearchState(params=params, opt_state=opt_state), metrics
+
+
+def make_search_step(supernet_cfg: supernet.SupernetConfig, loss_cfg: losses.LossConfig,
+                     search_cfg: SearchConfig, optimizer: optax.GradientTransformation,
+                     op_costs: Any, *, jit: bool = True, donate_state: bool = False,
+                     sampler: Sampler = gumbel.sample_architecture
+                     ) -> Callable[..., tuple[SearchState, Metrics]]:
+  """search_step with its static arguments bound: fn(state, batch, emb_tables, key, step).
+
+  jit=True returns it jitted (once; new batches of the same shape reuse the executable).
+  donate_state=True lets XLA reuse the old state's buffers for the new state (the caller must
+  not use the old state afterwards).
+  """
+  fn = functools.partial(search_step, supernet_cfg=supernet_cfg, loss_cfg=loss_cfg,
+                         search_cfg=search_cfg, optimizer=optimizer,
+                         op_costs=jnp.asarray(op_costs, jnp.float32), sampler=sampler)
+  if not jit:
+    return fn
+  return jax.jit(fn, donate_argnums=(0,) if donate_state else ())

@@ -1,0 +1,406 @@
+"""The pipeline's stages, each skipped when its artefact exists and matches the config.
+
+A stage whose artefact was made with another config is refused (one message naming the
+differing fields) unless --overwrite is given: a run directory never silently mixes runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from typing import Any, Callable
+
+import numpy as np
+
+from adabert_jax import io_utils
+from adabert_jax.errors import UserError
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+  if not isinstance(d, dict):
+    return {prefix: d}
+  out = {}
+  for k, v in d.items():
+    out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+  return out
+
+
+def fingerprint_diff(old: dict, new: dict) -> list[str]:
+  a, b = _flatten(json.loads(json.dumps(old))), _flatten(json.loads(json.dumps(new)))
+  return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+          if a.get(k) != b.get(k)]
+
+
+def check_or_claim(stage_dir: str, fingerprint: dict, overwrite: bool) -> None:
+  """Claims `stage_dir` for a config: refuses a folder claimed by another config (or wipes
+  it with overwrite=True), then records the fingerprint in <stage_dir>/config.json."""
+  path = os.path.join(stage_dir, "config.json")
+  if os.path.isfile(path):
+    diff = fingerprint_diff(io_utils.load_json(path), fingerprint)
+    if not diff:
+      return
+    if not overwrite:
+      raise UserError(
+          f"{stage_dir} was made by a different config ({'; '.join(diff[:6])}"
+          f"{'; ...' if len(diff) > 6 else ''}). Use a fresh --workdir, or pass --overwrite "
+          "to discard it.")
+    shutil.rmtree(stage_dir)
+  os.makedirs(stage_dir, exist_ok=True)
+  io_utils.save_json_atomic(path, fingerprint)
+
+
+def done(stage_dir: str, result_file: str, fingerprint: dict) -> dict | None:
+  """The stage's result if it finished under this fingerprint, else None."""
+  path = os.path.join(stage_dir, result_file)
+  config_path = os.path.join(stage_dir, "config.json")
+  if not (os.path.isfile(path) and os.path.isfile(config_path)):
+    return None
+  if fingerprint_diff(io_utils.load_json(config_path), fingerprint):
+    return None
+  return io_utils.load_json(path)
+
+
+def run_stage(name: str, stage_dir: str, result_file: str, fingerprint: dict,
+              overwrite: bool, fn: Callable[[], dict], log: Callable[[str], None] = print
+              ) -> dict:
+  """Runs `fn` unless the stage already finished with this fingerprint."""
+  previous = done(stage_dir, result_file, fingerprint)
+  if previous is not None:
+    log(f"[{name}] done already: reusing {stage_dir}")
+    return previous
+  check_or_claim(stage_dir, fingerprint, overwrite)
+  log(f"[{name}] running -> {stage_dir}")
+  return fn()
+
+
+def _record_legacy_data_files(stage_dir: str, fingerprint: dict) -> None:
+  """A teacher made before stages recorded their data (no "data_files" in its config.json)
+  cannot be checked against it: it is taken as made from today's data, said once on
+  stderr, and the record is added so every later run checks it."""
+  path = os.path.join(stage_dir, "config.json")
+  if not os.path.isfile(path):
+    return
+  old = io_utils.load_json(path)
+  if "data_files" in old or fingerprint_diff({**old, "data_files": fingerprint["data_files"]},
+                                             fingerprint):
+    return
+  print(f"warning: {stage_dir} records no data fingerprint (made by an older version); "
+        "recording today's data as its own. If it was made from other data, rerun with "
+        "--overwrite.", file=sys.stderr)
+  io_utils.save_json_atomic(path, fingerprint)
+
+
+def ensure_teacher(config, task, splits, workdir, overwrite=False) -> dict:
+  from adabert_jax.data import pipeline as data_pipeline
+  from adabert_jax.teacher import finetune
+
+  data_files = data_pipeline.data_files(config, task)
+  fingerprint = finetune.stage_fingerprint(config, task, data_files)
+  _record_legacy_data_files(finetune.teacher_dir(workdir), fingerprint)
+  return run_stage("teacher", finetune.teacher_dir(workdir), finetune.RESULT_FILE,
+                   fingerprint, overwrite,
+                   lambda: finetune.finetune(config, task, splits, workdir,
+                                             data_files=data_files))
+
+
+def check_run_data(config, task, run_dir: str) -> dict[str, str]:
+  """Refuses to score `run_dir`'s models on a task or data its teacher was not made from
+  (evaluate, compare); returns the data's fingerprints for the record."""
+  from adabert_jax.data import pipeline as data_pipeline
+  from adabert_jax.teacher import finetune
+
+  data_files = data_pipeline.data_files(config, task)
+  path = os.path.join(finetune.teacher_dir(run_dir), "config.json")
+  if not os.path.isfile(path):
+    raise UserError(f"No fine-tuned teacher in {run_dir} (--workdir): nothing to score.")
+  made = io_utils.load_json(path)
+  if made.get("task") != task.name:
+    raise UserError(f"{run_dir} was made for task {made.get('task')!r}, not {task.name!r}: "
+                    "pass its --task (and the --config its run used).")
+  recorded = made.get("data_files")
+  if recorded is None:
+    print(f"warning: {run_dir}'s teacher records no data fingerprint (made by an older "
+          "version): the data cannot be checked.", file=sys.stderr)
+  differ = [s for s in data_files if recorded is not None and recorded.get(s) != data_files[s]]
+  if differ:
+    raise UserError(f"{run_dir} was made from other data than --glue_dir/--config.data gives "
+                    f"(split {', '.join(differ)}: {recorded.get(differ[0])} there, "
+                    f"{data_files[differ[0]]} here). Pass the data its run used.")
+  return data_files
+
+
+def ensure_knowledge(config, task, splits, vocab, workdir, teacher_result,
+                     overwrite=False) -> dict[str, Any]:
+  """Probes + precompute (reused when they match the teacher); returns the knowledge of
+  train and the main dev split, the embedding tables and the probes summary."""
+  from adabert_jax.teacher import finetune, probes
+
+  kdir = probes.knowledge_dir(workdir)
+  fingerprint = {"teacher_checkpoint_id": teacher_result["checkpoint_id"],
+                 "vocab_hash": vocab.hash, "max_len": config.data.max_len,
+                 "probes": config.probes.to_dict(), "seed": config.seed}
+
+  def compute():
+    teacher, params, _ = finetune.load_finetuned(workdir, config.teacher.checkpoint)
+    summary = probes.run_precompute(config, task, splits, vocab.hash, teacher, params,
+                                    teacher_result, workdir)
+    io_utils.save_json_atomic(os.path.join(kdir, "result.json"), summary)
+    return summary
+
+  summary = run_stage("precompute", kdir, "result.json", fingerprint, overwrite, compute)
+  knowledge = {}
+  for split in ("train", task.main_dev_split):
+    meta = probes.knowledge_meta(teacher_result, vocab.hash, config.data.max_len, split,
+                                 len(splits[split]["label"]))
+    knowledge[split] = probes.load_knowledge(os.path.join(kdir, f"{split}.npz"), meta)
+  emb_tables = io_utils.load_npz(os.path.join(kdir, "embeddings.npz"))
+  return {"knowledge": knowledge, "emb_tables": emb_tables, "summary": summary}
+
+
+def ensure_augmented(config, splits, vocab, workdir, teacher_result, knowledge,
+                     overwrite=False) -> dict[str, np.ndarray] | None:
+  """The augmented training copies with their knowledge (config.augment.copies > 0), made
+  once per teacher and augment config; None when augmentation is off."""
+  from adabert_jax.teacher import finetune, probes
+
+  if config.augment.copies <= 0:
+    return None
+  adir = probes.augment_dir(workdir)
+  fingerprint = {"teacher_checkpoint_id": teacher_result["checkpoint_id"],
+                 "vocab_hash": vocab.hash, "max_len": config.data.max_len,
+                 "augment": config.augment.to_dict(), "seed": config.seed,
+                 "probes": config.probes.to_dict(),
+                 "train_examples": len(splits["train"]["label"])}
+
+  def compute():
+    teacher, params, _ = finetune.load_finetuned(workdir, config.teacher.checkpoint)
+    summary = probes.run_augmentation(config, splits["train"], vocab.path, vocab.hash,
+                                      teacher, params, knowledge["emb_tables"]["word"],
+                                      teacher_result, workdir)
+    io_utils.save_json_atomic(os.path.join(adir, "result.json"), summary)
+    return summary
+
+  summary = run_stage("augment", adir, "result.json", fingerprint, overwrite, compute)
+  meta = probes.augmented_meta(teacher_result, vocab.hash, config.data.max_len,
+                               summary["examples"], config.augment)
+  return probes.load_augmented(os.path.join(adir, probes.AUGMENTED_FILE), splits["train"],
+                               meta)
+
+
+def ensure_search(config, task, splits, knowledge, workdir, teacher_result,
+                  overwrite=False) -> dict:
+  from adabert_jax.nas import search
+
+  fingerprint = search.stage_fingerprint(config, teacher_result["checkpoint_id"])
+  return run_stage("search", search.search_dir(workdir), search.RESULT_FILE, fingerprint,
+                   overwrite, lambda: search.run_search(
+                       config, task, splits, knowledge["knowledge"],
+                       knowledge["emb_tables"], teacher_result, workdir))
+
+
+def ensure_derive(config, task, splits, knowledge, workdir, search_result,
+                  overwrite=False) -> dict:
+  """The discrete architecture of a finished search, by config.derive.method."""
+  from adabert_jax.nas import derive, search
+
+  derive.check_config(config)
+  setup = search.setup_from_config(config.search, task.is_pair)
+  return run_stage("derive", derive.derive_dir(workdir), derive.RESULT_FILE,
+                   derive.stage_fingerprint(config, search_result), overwrite,
+                   lambda: derive.run_derive(config, task, splits, knowledge["knowledge"],
+                                             knowledge["emb_tables"], workdir, setup))
+
+
+def student_dir(workdir: str, name: str = "student") -> str:
+  return os.path.join(workdir, name)
+
+
+def searched_genotype(workdir):
+  """The derived genotype (ensure_derive) of the run in `workdir`."""
+  from adabert_jax.nas import derive, genotype as genotype_lib
+
+  path = os.path.join(derive.derive_dir(workdir), "genotype.json")
+  if not os.path.isfile(path):
+    raise UserError(f"{path} is missing: the derive stage has not run in {workdir} "
+                    "(experiments/pipeline.py or train_student.py runs it).")
+  return genotype_lib.Genotype.load(path)
+
+
+def searched_params(workdir):
+  """The final supernet params of a finished search (a full restore: only when needed)."""
+  from adabert_jax.nas import search
+  from adabert_jax.train import checkpoints
+
+  return checkpoints.restore_pytree(os.path.join(search.search_dir(workdir), "final_params"))
+
+
+STUDENT_INITS = ("inherit", "scratch")
+
+
+def check_student_init(init: str) -> None:
+  if init not in STUDENT_INITS:
+    raise UserError(f"--config.student.init={init!r}: use {' or '.join(STUDENT_INITS)}.")
+
+
+def ensure_student(config, task, splits, knowledge, workdir, search_result, *, geno=None,
+                   name="student", init=None, augmented=None, overwrite=False) -> dict:
+  """Trains the student of the searched genotype (or of `geno`, for baselines), on train
+  plus the `augmented` copies (ensure_augmented) when there are any."""
+  import jax
+
+  from adabert_jax.data import batching, pipeline as data_pipeline
+  from adabert_jax.nas import search
+  from adabert_jax.student import model, train as student_train
+  from adabert_jax.train import checkpoints
+
+  init = init or config.student.init
+  check_student_init(init)
+  geno = geno or searched_genotype(workdir)
+  supernet_cfg = search.setup_from_config(config.search, task.is_pair).supernet
+  fingerprint = {"student": checkpoints.without_operational_keys(config.student.to_dict()),
+                 "init": init,
+                 "genotype": json.loads(geno.to_json()),
+                 "search": search_result["fingerprint"]}
+  if augmented is not None:
+    fingerprint["augment"] = config.augment.to_dict()
+
+  def run():
+    if init == "inherit":
+      params = model.from_supernet(searched_params(workdir), geno, supernet_cfg)
+    else:
+      params = model.init_student(jax.random.key(config.seed + 11), geno, supernet_cfg.hidden,
+                                  knowledge["emb_tables"]["word"].shape[1], task.num_classes)
+    train = batching.fixed_subset(
+        search.with_knowledge(splits["train"], knowledge["knowledge"]["train"]),
+        config.student.train_subset, config.seed)
+    if augmented is not None:
+      train = {k: np.concatenate([train[k], augmented[k]]) for k in train}
+    return student_train.train_student(config, task, geno, params, train,
+                                       splits[task.main_dev_split], knowledge["emb_tables"],
+                                       student_dir(workdir, name), name,
+                                       vocab=data_pipeline.teacher_vocab(config))
+
+  return run_stage(name, student_dir(workdir, name), "result.json", fingerprint, overwrite,
+                   run)
+
+
+BASELINES = ("student_scratch", "random_arch", "plain_cnn")
+
+
+def check_baselines(names) -> None:
+  unknown = [n for n in names if n not in BASELINES]
+  if unknown or not names:
+    raise UserError(f"--baseline_names={','.join(names)}: use some of {','.join(BASELINES)}.")
+
+
+def ensure_baselines(config, task, splits, knowledge, workdir, search_result,
+                     augmented=None, overwrite=False, names=BASELINES) -> dict[str, dict]:
+  """What the search buys: students trained with the same KD loss and budget from scratch,
+  on the searched genotype (student_scratch), on a random genotype of the same depth
+  (random_arch), and on a plain CNN (a chain of conv3 in each cell) of the same depth
+  (plain_cnn); `names` picks some of them."""
+  from adabert_jax.nas import genotype as genotype_lib
+
+  check_baselines(names)
+  searched = searched_genotype(workdir)
+  shape = dict(depth=searched.depth, k_max=searched.k_max, num_nodes=searched.num_nodes,
+               input_mode=searched.input_mode)
+  genotypes = {"student_scratch": searched,
+               "random_arch": genotype_lib.random_genotype(config.seed + 1, **shape),
+               "plain_cnn": genotype_lib.plain_cnn_genotype(**shape)}
+  return {name: ensure_student(config, task, splits, knowledge, workdir, search_result,
+                               geno=genotypes[name], name=name, init="scratch",
+                               augmented=augmented, overwrite=overwrite)
+          for name in BASELINES if name in names}
+
+
+def load_student(workdir: str, name: str = "student"):
+  """(genotype, exported params, result) of a trained student, from its export folder."""
+  from adabert_jax.student import export
+
+  sdir = student_dir(workdir, name)
+  if not os.path.isfile(os.path.join(sdir, "result.json")):
+    raise UserError(f"{sdir} has no finished student (no result.json): run its training "
+                    "first (pipeline.py or train_student.py with this --workdir).")
+  result = io_utils.load_json(os.path.join(sdir, "result.json"))
+  params, geno, _, _ = export.load_export(os.path.join(sdir, export.EXPORT_DIR))
+  return geno, params, result
+
+
+def dev_comparisons(task, splits, knowledge, workdir, baseline_names=()) -> dict[str, dict]:
+  """The student against the teacher and each baseline, paired on the main dev split's
+  examples (eval/compare.py); the teacher's predictions are its precomputed dev logits."""
+  from adabert_jax.eval import compare
+  from adabert_jax.student import train as student_train
+  from adabert_jax.train import sharding
+
+  dev = splits[task.main_dev_split]
+  mesh = sharding.make_mesh(1)
+
+  def correct_of(name):
+    geno, params, _ = load_student(workdir, name)
+    return student_train.predict(params, geno, dev, None, 64, mesh) == dev["label"]
+
+  student = correct_of("student")
+  teacher_logits = knowledge["knowledge"][task.main_dev_split]["teacher_logits"]
+  others = {"teacher": teacher_logits.argmax(-1) == dev["label"],
+            **{name: correct_of(name) for name in baseline_names}}
+  return {name: compare.paired_comparison(student, correct)
+          for name, correct in others.items()}
+
+
+def serving_runtimes(workdir, student, teacher) -> list:
+  """(name, batch -> logits) of the student in JAX and on onnxruntime (from its export
+  folder; skipped when onnxruntime is not installed) and of the teacher."""
+  import importlib.util
+
+  from adabert_jax.eval import benchmark
+  from adabert_jax.student import export, onnx_export
+
+  runtimes = [("student, JAX", benchmark.jitted_runtime(student.apply, student.params))]
+  if importlib.util.find_spec("onnxruntime") is not None:
+    onnx_logits = export.load_onnx(os.path.join(student_dir(workdir), export.EXPORT_DIR))
+    runtimes.append(("student, onnxruntime", lambda batch: onnx_logits(
+        *(batch[name] for name in onnx_export.INPUT_NAMES))))
+  runtimes.append(("teacher, JAX", benchmark.jitted_runtime(teacher.apply, teacher.params)))
+  return runtimes
+
+
+def ensure_benchmark(config, task, workdir, teacher_result, student_result,
+                     overwrite=False) -> dict:
+  """Student, teacher and BERT-base timed in one run (see eval/benchmark.py)."""
+  from adabert_jax.eval import benchmark
+  from adabert_jax.student import model
+  from adabert_jax.teacher import finetune
+
+  bench_dir = os.path.join(workdir, "bench")
+  fingerprint = {"bench": config.bench.to_dict(), "student": student_result["genotype"],
+                 "teacher": teacher_result["checkpoint_id"]}
+
+  def run():
+    geno, student_params, _ = load_student(workdir)
+    teacher, teacher_params, _ = finetune.load_finetuned(workdir, config.teacher.checkpoint)
+    models = [
+        benchmark.BenchModel(
+            f"AdaBERT student (K={geno.depth})",
+            lambda p, b: model.student_apply(p, b, geno)["logits"], student_params,
+            student_result["dev"]["score"]),
+        benchmark.BenchModel(f"teacher ({teacher.num_layers}x{teacher.hidden_size})",
+                             lambda p, b: teacher.logits(p, b), teacher_params,
+                             teacher_result["dev"]["score"]),
+    ]
+    if config.bench.bert_base:
+      models.append(benchmark.bert_base_random(task.num_classes))
+    max_len = min(config.bench.max_len, student_params["embedding"]["position"].shape[0])
+    result = benchmark.compare(models, config.bench.batch_size, max_len,
+                               config.bench.repeats, pair=task.is_pair)
+    if config.bench.serving_requests:
+      result["serving"] = benchmark.serving(
+          serving_runtimes(workdir, models[0], models[1]), config.bench.batch_size, max_len,
+          config.bench.serving_requests, pair=task.is_pair)
+    io_utils.save_json_atomic(os.path.join(bench_dir, "bench.json"), result)
+    return result
+
+  return run_stage("benchmark", bench_dir, "bench.json", fingerprint, overwrite, run)

@@ -1,0 +1,1 @@
+"""The discrete student built from a genotype: training and export."""

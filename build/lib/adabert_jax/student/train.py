@@ -1,0 +1,181 @@
+"""Training and evaluating the discrete student with the search's KD loss (no efficiency
+term): L = (1 - gamma) CE + gamma * ((1 - w) attentive layer KD + w final KD)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from adabert_jax import io_utils
+from adabert_jax.data import batching
+from adabert_jax.data.tasks import Task
+from adabert_jax.eval import metrics as metrics_lib
+from adabert_jax.nas import inputs, losses
+from adabert_jax.nas.genotype import Genotype
+from adabert_jax.data.tokenization import Vocab
+from adabert_jax.student import export, model
+from adabert_jax.train import checkpoints, progress, sharding
+
+
+def kd_loss(out: dict, batch: dict, cfg: ml_collections.ConfigDict
+            ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """The student's loss terms; the layer KD uses all K student layers (depth K)."""
+  ce = losses.cross_entropy(out["logits"], batch["label"]).mean()
+  layer_kd = losses.layer_kd_per_depth(out["layer_logits"], batch["probe_logits"],
+                                       batch["label"], cfg.kd_temperature)[:, -1].mean()
+  final_kd = losses.kl_divergence(batch["teacher_logits"], out["logits"],
+                                  cfg.kd_temperature).mean()
+  kd = (1 - cfg.final_kd_weight) * layer_kd + cfg.final_kd_weight * final_kd
+  total = (1 - cfg.gamma) * ce + cfg.gamma * kd
+  return total, {"total": total, "ce": ce, "kd_layers": layer_kd, "kd_final": final_kd}
+
+
+def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int):
+  return optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
+                     optax.add_decayed_weights(cfg.weight_decay),
+                     optax.sgd(optax.cosine_decay_schedule(cfg.learning_rate, total_steps),
+                               momentum=cfg.momentum))
+
+
+def predict(params, geno: Genotype, arrays, emb_tables, batch_size: int, mesh) -> np.ndarray:
+  fn = _jitted_logits(geno)
+  preds = np.zeros(len(arrays["label"]), np.int32)
+  for start, batch in zip(range(0, len(preds), batch_size),
+                          batching.eval_batches(arrays, batch_size)):
+    n = int(batch.pop("weight").sum())
+    batch = inputs.host_batch(batch, geno.input_mode)
+    logits = fn(params, sharding.shard_batch(batch, mesh), emb_tables)
+    preds[start:start + n] = np.asarray(logits).argmax(-1)[:n]
+  return preds
+
+
+@functools.cache
+def _jitted_logits(geno: Genotype):
+  return jax.jit(lambda params, batch, emb: model.student_apply(
+      params, batch, geno, emb_tables=emb)["logits"])
+
+
+def evaluate(params, geno, task: Task, arrays, emb_tables, batch_size, mesh) -> dict:
+  preds = predict(params, geno, arrays, emb_tables, batch_size, mesh)
+  return metrics_lib.compute_metrics(task, preds, arrays["label"])
+
+
+def make_train_step(cfg: ml_collections.ConfigDict, geno: Genotype,
+                    tx: optax.GradientTransformation, emb: dict[str, jax.Array]):
+  """The jitted student update: (params, opt_state, batch, dropout key) -> (params,
+  opt_state, loss terms); it donates the params and optimiser state it is given."""
+
+  @functools.partial(jax.jit, donate_argnums=(0, 1))
+  def step_fn(params, opt_state, batch, key):
+
+    def loss_fn(p):
+      out = model.student_apply(p, batch, geno, emb_tables=emb, train=True,
+                                dropout=cfg.dropout, dropout_key=key)
+      return kd_loss(out, batch, cfg)
+
+    (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, terms
+
+  return step_fn
+
+
+def train_student(config: ml_collections.ConfigDict, task: Task, geno: Genotype,
+                  init_params: dict, train: dict[str, np.ndarray], dev: dict[str, np.ndarray],
+                  emb_tables: dict[str, np.ndarray], out_dir: str, name: str = "student", *,
+                  vocab: Vocab) -> dict:
+  """Trains a student (from `init_params`) on train + precomputed knowledge; keeps the best
+  dev checkpoint. Writes <out_dir>/{params/, export/, result.json, log.jsonl}; export/ is
+  the self-contained folder of student/export.py (`vocab` is the teacher's)."""
+  cfg = config.student
+  os.makedirs(out_dir, exist_ok=True)
+  mesh = sharding.make_mesh()
+  sharding.check_batch_size(cfg.batch_size, mesh, "student.batch_size")
+  steps_per_epoch = batching.steps_per_epoch(train, cfg.batch_size)
+  total_steps = max(1, steps_per_epoch * cfg.epochs)
+  tx = make_optimizer(cfg, total_steps)
+  emb = sharding.replicate({k: jnp.asarray(v) for k, v in emb_tables.items()}, mesh)
+  params = sharding.replicate(jax.tree.map(jnp.asarray, init_params), mesh)
+  opt_state = tx.init(params)
+  step_fn = make_train_step(cfg, geno, tx, emb)
+
+  key = jax.random.key(config.seed + 7)
+  data_key, dropout_key = jax.random.split(key)
+  # A killed run resumes from its newest training state: the log is cut back to that step
+  # and the best epoch so far is read from it (its weights are in params/ already).
+  ring = checkpoints.CheckpointRing(os.path.join(out_dir, "checkpoints"),
+                                    keep=cfg.keep_checkpoints)
+  step = 0
+  restored = ring.restore_latest({"params": params, "opt_state": opt_state})
+  if restored is not None:
+    step, state = restored
+    params, opt_state = (sharding.replicate(state[k], mesh) for k in ("params", "opt_state"))
+  log_path = os.path.join(out_dir, "log.jsonl")
+  records = progress.cut_records_to_step(log_path, step)
+  log = progress.MetricsLog(log_path)
+  best = {"score": -np.inf, "dev": None, "epoch": -1}
+  for record in records:
+    if record["dev"]["score"] > best["score"]:
+      best = {"score": record["dev"]["score"], "dev": record["dev"], "epoch": record["epoch"]}
+  before = evaluate(params, geno, task, dev, emb, cfg.batch_size, mesh) if cfg.epochs == 0 \
+      else None
+  start, start_step = time.time(), step
+  bar = progress.progress(total_steps * cfg.batch_size, f"{name} {task.name}")
+  bar.update(step * cfg.batch_size)
+  if step:
+    bar.write(f"resumed the {name} at step {step} from {ring.directory}")
+  while step < total_steps and cfg.epochs:
+    epoch, in_epoch = divmod(step, steps_per_epoch)
+    for batch in batching.epoch_batches(train, cfg.batch_size, data_key, epoch,
+                                        config.data.max_len, bucket=cfg.bucket_lengths,
+                                        start_step=in_epoch):
+      batch = inputs.host_batch(batch, geno.input_mode)
+      params, opt_state, terms = step_fn(params, opt_state, sharding.shard_batch(batch, mesh),
+                                         jax.random.fold_in(dropout_key, step))
+      step += 1
+      bar.update(cfg.batch_size)
+      if step % cfg.checkpoint_every_steps == 0 and step % steps_per_epoch:
+        ring.save(step, {"params": params, "opt_state": opt_state})
+    terms = {k: float(v) for k, v in jax.device_get(terms).items()}
+    dev_metrics = evaluate(params, geno, task, dev, emb, cfg.batch_size, mesh)
+    bar.set_postfix(loss=f"{terms['total']:.3f}", dev=f"{dev_metrics['score']:.2f}")
+    # Best weights, then the record, then the state: a kill between any two resumes from
+    # an earlier state and redoes the epoch, which gives the same weights again.
+    if dev_metrics["score"] > best["score"]:
+      best = {"score": dev_metrics["score"], "dev": dev_metrics, "epoch": epoch}
+      checkpoints.save_pytree(os.path.join(out_dir, "params"), params)
+    log.write(epoch=epoch, step=step, loss=terms, dev=dev_metrics)
+    ring.save(step, {"params": params, "opt_state": opt_state})
+  bar.close()
+  ring.close()
+  if cfg.epochs == 0:  # inherit-only: the searched weights as they are
+    best = {"score": before["score"], "dev": before, "epoch": -1}
+    checkpoints.save_pytree(os.path.join(out_dir, "params"), params)
+  best_params = checkpoints.restore_pytree(os.path.join(out_dir, "params"))
+  exported = model.export(best_params, emb_tables)
+  export.write_export(os.path.join(out_dir, export.EXPORT_DIR), exported, geno, task, vocab,
+                      config.data.max_len)
+  result = {"name": name, "task": task.name, "genotype": json.loads(geno.to_json()),
+            "dev": best["dev"], "best_epoch": best["epoch"], "epochs": cfg.epochs,
+            "train_examples": batching.num_examples(train),
+            "params_exported": model_param_count(exported),
+            "params_training": model_param_count(best_params),
+            "wall_time_s": round(time.time() - start, 1), "resumed_from_step": start_step}
+  io_utils.save_json_atomic(os.path.join(out_dir, "result.json"), result)
+  # The training states only served a resume; the student is done.
+  shutil.rmtree(ring.directory, ignore_errors=True)
+  return result
+
+
+def model_param_count(params: Any) -> int:
+  return int(sum(np.prod(np.shape(x)) for x in jax.tree.leaves(params)))

@@ -1,0 +1,1 @@
+"""BERT teacher: loading, fine-tuning, knowledge probes, precompute."""

@@ -1,0 +1,1 @@
+"""Shared training machinery: optimizers, sharding, checkpoints, logging."""

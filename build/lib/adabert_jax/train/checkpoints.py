@@ -1,0 +1,149 @@
+"""Orbax checkpoints of pytrees, with JSON metadata beside them."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import warnings
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from adabert_jax import errors, io_utils
+from adabert_jax.errors import UserError
+
+
+def _os_error_in(e: BaseException) -> OSError | None:
+  """The OSError behind `e` (orbax may wrap it), if there is one."""
+  seen = set()
+  while e is not None and id(e) not in seen:
+    if isinstance(e, OSError):
+      return e
+    seen.add(id(e))
+    e = e.__cause__ or e.__context__
+  return None
+
+
+@contextlib.contextmanager
+def _reporting_write_errors(path: str):
+  """An I/O failure inside (orbax wraps them in its own types) becomes one UserError."""
+  try:
+    yield
+  except Exception as e:  # noqa: BLE001
+    os_error = _os_error_in(e)
+    if os_error is None:
+      raise
+    raise _write_failed(path, os_error) from e
+
+
+def _write_failed(path: str, error: OSError) -> UserError:
+  if error.errno == errno.ENOSPC:
+    reason = "the disk is full"
+  elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    reason = "no permission to write there"
+  else:
+    reason = os.strerror(error.errno) if error.errno else str(error)
+  return UserError(
+      f"Cannot write the checkpoint {path}: {reason} ({error}). Nothing was overwritten: "
+      "the previous checkpoint is intact. Free disk space or make the folder writable (or "
+      "use another --workdir), then rerun the same command to resume.")
+
+
+# Config fields that say how often training state is kept, not what is trained: stage
+# fingerprints leave them out, so changing them never invalidates a finished stage.
+OPERATIONAL_KEYS = ("checkpoint_every_steps", "keep_checkpoints")
+
+
+def without_operational_keys(fields: dict) -> dict:
+  """A stage config's fields minus OPERATIONAL_KEYS, for its fingerprint."""
+  return {k: v for k, v in fields.items() if k not in OPERATIONAL_KEYS}
+
+
+def save_pytree(path: str, tree: Any) -> None:
+  """Saves `tree` at `path`, replacing what was there only once the new one is complete."""
+  path = os.path.abspath(path)
+  tmp = path + ".saving"
+  if os.path.exists(tmp):
+    shutil.rmtree(tmp)
+  checkpointer = ocp.StandardCheckpointer()
+  try:
+    with _reporting_write_errors(path):
+      checkpointer.save(tmp, jax.device_get(tree))
+      checkpointer.wait_until_finished()
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)  # never leave a partial .saving behind
+    raise
+  old = path + ".old"
+  if os.path.exists(path):
+    os.replace(path, old)
+  os.replace(tmp, path)
+  if os.path.exists(old):
+    shutil.rmtree(old)
+
+
+def restore_pytree(path: str, like: Any | None = None) -> Any:
+  """Restores the pytree at `path`; with `like`, into its structure, shapes and dtypes."""
+  path = os.path.abspath(path)
+  if not os.path.isdir(path):
+    old = path + ".old"  # a kill between the two renames of save_pytree
+    if os.path.isdir(old):
+      path = old
+    else:
+      raise FileNotFoundError(path)
+  checkpointer = ocp.StandardCheckpointer()
+  try:
+    if like is None:
+      return checkpointer.restore(path)
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    return checkpointer.restore(path, abstract)
+  except Exception as e:  # noqa: BLE001  (orbax and tensorstore raise many kinds)
+    raise io_utils.damaged(path, f"the checkpoint cannot be restored: {errors.summary(e)}"
+                           ) from None
+  finally:
+    checkpointer.close()  # releases its background threads
+
+
+def write_meta(path: str, meta: dict) -> None:
+  io_utils.save_json_atomic(path, meta)
+
+
+class CheckpointRing:
+  """The last `keep` training states of a run, for resuming after a kill.
+
+  Orbax finalises a checkpoint by renaming it, so a kill mid-save leaves no step behind;
+  a latest step that is damaged anyway (disk trouble, a hand edit) falls back to the
+  previous one with a warning.
+  """
+
+  def __init__(self, directory: str, keep: int = 3):
+    self.directory = os.path.abspath(directory)
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+
+  def steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def save(self, step: int, state: Any) -> None:
+    if step in self._manager.all_steps():
+      return  # already saved (e.g. a periodic save that fell on an epoch end)
+    with _reporting_write_errors(os.path.join(self.directory, str(step))):
+      self._manager.save(step, args=ocp.args.StandardSave(jax.device_get(state)), force=True)
+      self._manager.wait_until_finished()
+
+  def restore_latest(self, like: Any) -> tuple[int, Any] | None:
+    """(step, state) of the newest readable checkpoint, or None when there is none."""
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    for step in reversed(self.steps()):
+      try:
+        state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        return step, state
+      except Exception as e:  # noqa: BLE001  (any damage means: try the one before)
+        warnings.warn(f"checkpoint step {step} in {self.directory} is unreadable "
+                      f"({type(e).__name__}: {e}); falling back to the previous one.")
+    return None
+
+  def close(self) -> None:
+    self._manager.close()
