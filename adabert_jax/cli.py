@@ -11,7 +11,7 @@ from absl import app, flags, logging
 import ml_collections
 from ml_collections import config_flags
 
-from adabert_jax import config_check
+from adabert_jax import config_check, io_utils
 from adabert_jax.errors import UserError
 from adabert_jax.train import distributed
 
@@ -74,6 +74,8 @@ def run(main: Callable[[list[str]], None]) -> None:
     try:
       distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                              FLAGS.process_id, FLAGS.distributed)
+      if not io_utils.writes_artefacts():  # process 0 speaks for a multi-process run
+        sys.stdout = open(os.devnull, "w")
       main(argv)
     except UserError as e:
       print(f"error: {e}", file=sys.stderr)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from typing import Any, Iterator
 
@@ -28,9 +29,36 @@ def read_text(path: str, missing: str = "") -> str:
     raise UserError(f"{path} is not UTF-8 text ({e}).") from None
 
 
+def writes_artefacts() -> bool:
+  """Whether this process writes the run's files: always, but in a multi-process run
+  (train/distributed.py) only process 0; the others compute the same values."""
+  import jax  # here, not at the top: most of this module needs no JAX
+
+  return jax.process_count() == 1 or jax.process_index() == 0
+
+
+def remove(path: str) -> None:
+  """Deletes a file or folder of the run, if there (process 0 only, as writes_artefacts)."""
+  if not writes_artefacts():
+    return
+  if os.path.isdir(path):
+    shutil.rmtree(path, ignore_errors=True)
+  elif os.path.exists(path):
+    os.remove(path)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
-  """Yields a temporary path beside `path`; renames it over `path` only on success."""
+  """Yields a temporary path beside `path`; renames it over `path` only on success. On a
+  process that does not write the run's files (writes_artefacts), a scratch path that is
+  thrown away."""
+  if not writes_artefacts():
+    scratch = tempfile.mkdtemp(prefix="adabert-unwritten-")
+    try:
+      yield os.path.join(scratch, os.path.basename(path))
+    finally:
+      shutil.rmtree(scratch, ignore_errors=True)
+    return
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",

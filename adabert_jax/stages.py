@@ -16,6 +16,7 @@ import numpy as np
 
 from adabert_jax import io_utils
 from adabert_jax.errors import UserError
+from adabert_jax.train import distributed
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -35,20 +36,26 @@ def fingerprint_diff(old: dict, new: dict) -> list[str]:
 
 def check_or_claim(stage_dir: str, fingerprint: dict, overwrite: bool) -> None:
   """Claims `stage_dir` for a config: refuses a folder claimed by another config (or wipes
-  it with overwrite=True), then records the fingerprint in <stage_dir>/config.json."""
+  it with overwrite=True), then records the fingerprint in <stage_dir>/config.json.
+  In a multi-process run every process decides from what it read before any of them
+  writes (the first barrier), and process 0 alone writes."""
   path = os.path.join(stage_dir, "config.json")
-  if os.path.isfile(path):
-    diff = fingerprint_diff(io_utils.load_json(path), fingerprint)
-    if not diff:
-      return
-    if not overwrite:
-      raise UserError(
-          f"{stage_dir} was made by a different config ({'; '.join(diff[:6])}"
-          f"{'; ...' if len(diff) > 6 else ''}). Use a fresh --workdir, or pass --overwrite "
-          "to discard it.")
+  diff = fingerprint_diff(io_utils.load_json(path), fingerprint) if os.path.isfile(path) \
+      else None
+  if diff and not overwrite:
+    raise UserError(
+        f"{stage_dir} was made by a different config ({'; '.join(diff[:6])}"
+        f"{'; ...' if len(diff) > 6 else ''}). Use a fresh --workdir, or pass --overwrite "
+        "to discard it.")
+  distributed.barrier(f"read {stage_dir}")
+  if diff == [] or not io_utils.writes_artefacts():
+    distributed.barrier(f"claimed {stage_dir}")
+    return
+  if diff:
     shutil.rmtree(stage_dir)
   os.makedirs(stage_dir, exist_ok=True)
   io_utils.save_json_atomic(path, fingerprint)
+  distributed.barrier(f"claimed {stage_dir}")
 
 
 def done(stage_dir: str, result_file: str, fingerprint: dict) -> dict | None:
@@ -67,12 +74,15 @@ def run_stage(name: str, stage_dir: str, result_file: str, fingerprint: dict,
               ) -> dict:
   """Runs `fn` unless the stage already finished with this fingerprint."""
   previous = done(stage_dir, result_file, fingerprint)
+  distributed.barrier(f"looked at {stage_dir}")  # before check_or_claim may write there
   if previous is not None:
     log(f"[{name}] done already: reusing {stage_dir}")
     return previous
   check_or_claim(stage_dir, fingerprint, overwrite)
   log(f"[{name}] running -> {stage_dir}")
-  return fn()
+  result = fn()
+  distributed.barrier(f"finished {stage_dir}")  # its files are written for every process
+  return result
 
 
 def _record_legacy_data_files(stage_dir: str, fingerprint: dict) -> None:
@@ -99,6 +109,7 @@ def ensure_teacher(config, task, splits, workdir, overwrite=False) -> dict:
   data_files = data_pipeline.data_files(config, task)
   fingerprint = finetune.stage_fingerprint(config, task, data_files)
   _record_legacy_data_files(finetune.teacher_dir(workdir), fingerprint)
+  distributed.barrier("recorded the teacher's data")
   return run_stage("teacher", finetune.teacher_dir(workdir), finetune.RESULT_FILE,
                    fingerprint, overwrite,
                    lambda: finetune.finetune(config, task, splits, workdir,

@@ -8,6 +8,7 @@ import pickle
 import sys
 
 STEPS = 3
+TIMED_STEPS = 20
 BATCH, LENGTH = 8, 12  # 2 examples per device on 4 devices
 TEACHER_WIDTH, VOCAB, POSITIONS, CLASSES, TEACHER_LAYERS = 24, 50, 32, 2, 4
 DEVICES = 4
@@ -42,7 +43,20 @@ def search_steps():
     batch = sharding.shard_batch(batches[step % 2], mesh)
     state, metrics = step_fn(state, batch, emb, jax.random.key(2), step)
     history.append({k: sharding.to_host(v) for k, v in metrics.items()})
-  return history, jax.tree.map(sharding.to_host, state)
+  final = jax.tree.map(sharding.to_host, state)
+  # Step time once compiled (the figure docs/multi-host.md reports; not asserted).
+  import time
+  batch = sharding.shard_batch(batches[0], mesh)
+  jax.block_until_ready(step_fn(state, batch, emb, jax.random.key(2), STEPS))
+  state = search_step.init_search_state(jax.random.key(0), cfg, TEACHER_WIDTH, CLASSES,
+                                        optimizer)
+  state = sharding.replicate(state, mesh)
+  start = time.perf_counter()
+  for step in range(TIMED_STEPS):
+    state, metrics = step_fn(state, batch, emb, jax.random.key(2), 0)
+  jax.block_until_ready(metrics)
+  history[-1]["ms_per_step"] = 1000 * (time.perf_counter() - start) / TIMED_STEPS
+  return history, final
 
 
 def student_steps():

@@ -7,6 +7,7 @@ gloo), a few float32 ulps per step; the random draws are bit-identical (one key,
 the step, on every process).
 """
 
+import json
 import os
 import pickle
 import socket
@@ -80,4 +81,78 @@ def test_two_processes_compute_what_one_process_does(tmp_path):
   jax.tree.map(lambda x, y: np.testing.assert_allclose(y, x, rtol=RTOL, atol=ATOL),
                params_a, params_b)
   print(f"worst gap 2x2 vs 1x4: search state {_worst_gap(state_a, state_b):.2e}, "
-        f"student params {_worst_gap(params_a, params_b):.2e}")
+        f"student params {_worst_gap(params_a, params_b):.2e}; search step "
+        f"{history_a[-1]['ms_per_step']:.1f} ms (1x4) vs {history_b[-1]['ms_per_step']:.1f} "
+        "ms (2x2)")
+
+
+def _pipeline(tmp_path, workdir, tiny_bert_dir, port, *extra):
+  """The tiny pipeline as 2 processes x 2 devices (Popen handles, in process order)."""
+  config = os.path.join(REPO_ROOT, "experiments", "configs", "default.py")
+  env = {**os.environ, "ADABERT_QUIET": "1", "ADABERT_CACHE_DIR": str(tmp_path / "cache"),
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  return [subprocess.Popen(
+      [sys.executable, os.path.join(REPO_ROOT, "experiments", "pipeline.py"),
+       f"--config={config}:tiny", f"--workdir={workdir}",
+       f"--config.teacher.checkpoint={tiny_bert_dir}", "--config.bench.bert_base=false",
+       "--config.augment.copies=1", "--config.search.checkpoint_every_steps=4",
+       f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}",
+       *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+          for i in range(2)]
+
+
+def test_the_pipeline_on_two_processes_and_after_one_dies(tmp_path, tiny_bert_dir):
+  import shutil
+  import time
+
+  from adabert_jax.train import checkpoints
+
+  run = tmp_path / "run"
+  procs = _pipeline(tmp_path, run, tiny_bert_dir, _free_port())
+  outputs = [p.communicate(timeout=900) for p in procs]
+  for p, (_, err) in zip(procs, outputs):
+    assert p.returncode == 0, err[-3000:]
+  # Process 0 speaks for the run; process 1 prints nothing of ours (gloo's C++ lines aside).
+  assert "report:" in outputs[0][0] and "[teacher]" in outputs[0][0]
+  assert "report:" not in outputs[1][0] and "[teacher]" not in outputs[1][0], outputs[1][0]
+  assert (run / "report.md").is_file() and (run / "student" / "export" / "manifest.json").is_file()
+  # Every record once: process 0 alone writes the logs.
+  for log, records in (("teacher/log.jsonl", 1), ("search/history.jsonl", 1),
+                       ("search/log.jsonl", 1), ("student/log.jsonl", 1)):
+    assert len((run / log).read_text().splitlines()) == records, log
+
+  # Process 1 dies after the search's first checkpoint: process 0 ends within a bounded time
+  # (JAX's coordination service stops it, saying another task died), and the same command
+  # again resumes the search from that checkpoint and ends where the straight run did.
+  again = tmp_path / "again"
+  shutil.copytree(run, again)
+  for stage in ("search", "derive", "augment", "student", "bench"):
+    shutil.rmtree(again / stage)
+  procs = _pipeline(tmp_path, again, tiny_bert_dir, _free_port())
+  ring = again / "search" / "checkpoints"
+  deadline = time.time() + 600
+  while not (ring.is_dir() and any(p.isdigit() for p in os.listdir(ring))):
+    assert time.time() < deadline and procs[0].poll() is None, procs[0].stderr.read()[-2000:]
+    time.sleep(0.05)
+  procs[1].kill()
+  start = time.time()
+  _, err = procs[0].communicate(timeout=300)
+  waited = time.time() - start
+  procs[1].communicate()
+  assert procs[0].returncode != 0
+  assert "another task died" in err, err[-3000:]
+  assert waited < distributed_heartbeat() + 60, waited
+  print(f"process 0 stopped {waited:.0f} s after process 1 died")
+  procs = _pipeline(tmp_path, again, tiny_bert_dir, _free_port(), "--stop_after=search")
+  _finish(procs)
+  result = json.loads((again / "search" / "result.json").read_text())
+  assert 0 < result["steps_this_run"] < result["steps_per_epoch"]
+  a = checkpoints.restore_pytree(str(run / "search" / "final_params"))
+  b = checkpoints.restore_pytree(str(again / "search" / "final_params"))
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(y, x, rtol=RTOL, atol=ATOL), a, b)
+
+
+def distributed_heartbeat() -> int:
+  from adabert_jax.train import distributed
+
+  return distributed.HEARTBEAT_TIMEOUT_S

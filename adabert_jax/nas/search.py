@@ -112,7 +112,7 @@ def evaluate_fixed(params, emb_tables, arrays, sample, cfg: supernet.SupernetCon
     n_real = int(batch.pop("weight").sum())
     batch = inputs.host_batch(batch, cfg.input_mode)
     logits = fn(params, emb_tables, sharding.shard_batch(batch, mesh), sample)
-    preds.append(np.asarray(logits).argmax(-1)[:n_real])
+    preds.append(sharding.to_host(logits).argmax(-1)[:n_real])
   return metrics_lib.compute_metrics(task, np.concatenate(preds), arrays["label"])
 
 
@@ -224,8 +224,7 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
           state.params, emb, dev, genotype_lib.genotype_to_onehots(geno, setup.supernet),
           setup.supernet, task, cfg.batch_size, mesh)
       history.append(record)
-      with open(history_path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+      progress.append_jsonl(history_path, record)
       ring.save(step, state)
       log.write(**{k: v for k, v in record.items() if k not in ("op_probs",)})
       bar.write(f"epoch {record['epoch']}: loss {record['loss']['total']:.3f} "

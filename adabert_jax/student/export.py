@@ -102,6 +102,8 @@ def write_export(out_dir: str, params: dict, geno: Genotype, task: Task, vocab: 
   `out_dir`, replacing any folder there; returns the manifest."""
   if "word" not in params.get("embedding", {}):
     raise ValueError("write_export takes the exported form (student.model.export)")
+  if not io_utils.writes_artefacts():  # process 0 of a multi-process run writes it
+    return {}
   parent = os.path.dirname(os.path.abspath(out_dir))
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(out_dir)}.", suffix=".tmp")

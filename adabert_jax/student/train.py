@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 import time
 from typing import Any
 
@@ -55,7 +54,7 @@ def predict(params, geno: Genotype, arrays, emb_tables, batch_size: int, mesh) -
     n = int(batch.pop("weight").sum())
     batch = inputs.host_batch(batch, geno.input_mode)
     logits = fn(params, sharding.shard_batch(batch, mesh), emb_tables)
-    preds[start:start + n] = np.asarray(logits).argmax(-1)[:n]
+    preds[start:start + n] = sharding.to_host(logits).argmax(-1)[:n]
   return preds
 
 
@@ -173,7 +172,7 @@ def train_student(config: ml_collections.ConfigDict, task: Task, geno: Genotype,
             "wall_time_s": round(time.time() - start, 1), "resumed_from_step": start_step}
   io_utils.save_json_atomic(os.path.join(out_dir, "result.json"), result)
   # The training states only served a resume; the student is done.
-  shutil.rmtree(ring.directory, ignore_errors=True)
+  io_utils.remove(ring.directory)
   return result
 
 

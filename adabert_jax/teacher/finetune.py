@@ -7,7 +7,6 @@ import functools
 import hashlib
 import json
 import os
-import shutil
 import time
 from typing import Any, Callable
 
@@ -90,7 +89,7 @@ def predict_logits(teacher: bert.Teacher, params: Any, arrays: dict[str, np.ndar
   logits_fn = _jitted_logits(teacher)
   out = np.zeros((len(arrays["label"]), teacher.num_classes), np.float32)
   for idx, batch in batching.length_sorted_eval_batches(arrays, batch_size, max_len):
-    logits = np.asarray(logits_fn(params, sharding.shard_batch(batch, mesh)))
+    logits = sharding.to_host(logits_fn(params, sharding.shard_batch(batch, mesh)))
     out[idx] = logits[:len(idx)]
   return out
 
@@ -118,8 +117,7 @@ def _resume(ring: checkpoints.CheckpointRing, state: dict, out_dir: str
   restored = ring.restore_latest(state)
   if restored is None:
     for stale in (best_path, log_path):
-      if os.path.exists(stale):
-        os.remove(stale)
+      io_utils.remove(stale)
     return 0, state, {"score": -np.inf}
   step, state = restored
   best = io_utils.load_json(best_path) if os.path.isfile(best_path) else {"score": -np.inf}
@@ -221,7 +219,7 @@ def finetune(config: ml_collections.ConfigDict, task: Task,
       json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
   io_utils.save_json_atomic(os.path.join(out_dir, RESULT_FILE), result)
   # The training states only serve a resume; a finished teacher needs best/ alone.
-  shutil.rmtree(ring.directory, ignore_errors=True)
+  io_utils.remove(ring.directory)
   return result
 
 

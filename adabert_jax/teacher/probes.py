@@ -24,7 +24,7 @@ from adabert_jax.data.tasks import Task
 from adabert_jax.errors import UserError
 from adabert_jax.eval import metrics as metrics_lib
 from adabert_jax.teacher import bert
-from adabert_jax.train import progress, sharding
+from adabert_jax.train import distributed, progress, sharding
 
 KNOWLEDGE_FORMAT = 1
 
@@ -56,21 +56,20 @@ def extract_features(teacher: bert.Teacher, params: Any, arrays: dict[str, np.nd
   teacher logits [N, C]). Memory holds one batch of hidden states at a time."""
   n = len(arrays["label"])
   shape = (n, teacher.num_layers + 1, teacher.hidden_size)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp"
-  features = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
   logits = np.zeros((n, teacher.num_classes), np.float32)
   fn = _jitted_features(teacher)
   bar = progress.progress(n, desc)
-  for idx, batch in batching.length_sorted_eval_batches(arrays, batch_size, max_len):
-    pooled, batch_logits = fn(params, sharding.shard_batch(batch, mesh))
-    features[idx] = np.asarray(pooled)[:len(idx)]
-    logits[idx] = np.asarray(batch_logits)[:len(idx)]
-    bar.update(len(idx))
-  bar.close()
-  features.flush()
-  del features
-  os.replace(tmp, path)
+  with io_utils.atomic_path(path) as tmp:
+    features = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+    for idx, batch in batching.length_sorted_eval_batches(arrays, batch_size, max_len):
+      pooled, batch_logits = fn(params, sharding.shard_batch(batch, mesh))
+      features[idx] = sharding.to_host(pooled)[:len(idx)]
+      logits[idx] = sharding.to_host(batch_logits)[:len(idx)]
+      bar.update(len(idx))
+    bar.close()
+    features.flush()
+    del features
+  distributed.barrier(f"features {path}")  # process 0 wrote the file every process reads
   return np.load(path, mmap_mode="r"), logits
 
 
@@ -218,7 +217,7 @@ def run_precompute(config: ml_collections.ConfigDict, task: Task,
     summary["probes"][split] = probe_metrics(task, layer_logits, splits[split]["label"])
     summary.setdefault("teacher", {})[split] = metrics_lib.compute_metrics(
         task, logits[split].argmax(-1), splits[split]["label"])
-    os.remove(os.path.join(out_dir, f"features_{split}.npy"))
+    io_utils.remove(os.path.join(out_dir, f"features_{split}.npy"))
   io_utils.save_npz_atomic(os.path.join(out_dir, "probes.npz"), probes)
   io_utils.save_npz_atomic(os.path.join(out_dir, "embeddings.npz"),
                            bert.embedding_tables(params))
@@ -287,8 +286,8 @@ def teacher_and_probe_logits(teacher: bert.Teacher, params: Any, probes: dict,
   bar = progress.progress(n, "teacher labels")
   for idx, batch in batching.length_sorted_eval_batches(arrays, batch_size, max_len):
     pooled, batch_logits = features_fn(params, sharding.shard_batch(batch, mesh))
-    logits[idx] = np.asarray(batch_logits)[:len(idx)]
-    layer_logits[idx] = np.asarray(probes_fn(probes, pooled))[:len(idx)]
+    logits[idx] = sharding.to_host(batch_logits)[:len(idx)]
+    layer_logits[idx] = sharding.to_host(probes_fn(probes, pooled))[:len(idx)]
     bar.update(len(idx))
   bar.close()
   return logits, layer_logits

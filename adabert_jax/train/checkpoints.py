@@ -14,6 +14,7 @@ import orbax.checkpoint as ocp
 
 from adabert_jax import errors, io_utils
 from adabert_jax.errors import UserError
+from adabert_jax.train import distributed
 
 
 def _os_error_in(e: BaseException) -> OSError | None:
@@ -63,25 +64,32 @@ def without_operational_keys(fields: dict) -> dict:
 
 
 def save_pytree(path: str, tree: Any) -> None:
-  """Saves `tree` at `path`, replacing what was there only once the new one is complete."""
+  """Saves `tree` at `path`, replacing what was there only once the new one is complete.
+  In a multi-process run every process calls it (orbax saves together); process 0 moves
+  the folders, and all leave once the new one is in place."""
   path = os.path.abspath(path)
   tmp = path + ".saving"
-  if os.path.exists(tmp):
+  main = io_utils.writes_artefacts()
+  if main and os.path.exists(tmp):
     shutil.rmtree(tmp)
+  distributed.barrier(f"save_pytree start {path}")
   checkpointer = ocp.StandardCheckpointer()
   try:
     with _reporting_write_errors(path):
       checkpointer.save(tmp, jax.device_get(tree))
       checkpointer.wait_until_finished()
   except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)  # never leave a partial .saving behind
+    if main:
+      shutil.rmtree(tmp, ignore_errors=True)  # never leave a partial .saving behind
     raise
-  old = path + ".old"
-  if os.path.exists(path):
-    os.replace(path, old)
-  os.replace(tmp, path)
-  if os.path.exists(old):
-    shutil.rmtree(old)
+  if main:
+    old = path + ".old"
+    if os.path.exists(path):
+      os.replace(path, old)
+    os.replace(tmp, path)
+    if os.path.exists(old):
+      shutil.rmtree(old)
+  distributed.barrier(f"save_pytree done {path}")
 
 
 def restore_pytree(path: str, like: Any | None = None) -> Any:

@@ -49,3 +49,12 @@ def initialize(coordinator_address: str | None, num_processes: int | None,
 def is_main_process() -> bool:
   """Process 0 writes the run's artefacts, logs and progress bars; the others compute."""
   return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+  """Every process waits here until all have arrived (a no-op for one process): after
+  process 0 has written files the others are about to read."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices(name)

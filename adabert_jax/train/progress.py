@@ -17,7 +17,8 @@ from adabert_jax.errors import UserError
 def progress(total: int, desc: str, unit: str = "ex"):
   """A tqdm bar counting examples, so its rate reads as examples/s."""
   return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, dynamic_ncols=True,
-              file=sys.stderr, mininterval=2.0, disable=os.environ.get("ADABERT_QUIET") == "1")
+              file=sys.stderr, mininterval=2.0,
+              disable=os.environ.get("ADABERT_QUIET") == "1" or not io_utils.writes_artefacts())
 
 
 class MetricsLog:
@@ -29,7 +30,13 @@ class MetricsLog:
 
   def write(self, **record: Any) -> None:
     record = {"time": round(time.time(), 3), **record}
-    with open(self.path, "a") as f:
+    append_jsonl(self.path, record)
+
+
+def append_jsonl(path: str, record: dict) -> None:
+  """Appends one JSON line (process 0 only in a multi-process run)."""
+  if io_utils.writes_artefacts():
+    with open(path, "a") as f:
       f.write(json.dumps(record, default=float) + "\n")
 
 

@@ -22,8 +22,9 @@ DATA_AXIS = "data"
 
 
 def make_mesh(num_devices: int | None = None) -> Mesh:
-  """A 1-D mesh over the first `num_devices` devices (all of them by default)."""
-  devices = jax.devices()
+  """A 1-D mesh over every device of the run (the default), or over the first
+  `num_devices` of this process's own (a computation each process does alone)."""
+  devices = jax.devices() if num_devices is None else jax.local_devices()
   n = len(devices) if num_devices is None else num_devices
   if not 1 <= n <= len(devices):
     raise UserError(f"Asked for {n} devices but {len(devices)} are available.")

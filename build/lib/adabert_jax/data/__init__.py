@@ -1,1 +1,0 @@
-"""Task data: registry, readers, tokenization and batching."""

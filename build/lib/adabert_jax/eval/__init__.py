@@ -1,1 +1,0 @@
-"""Metrics, benchmarks and reports."""

@@ -1,1 +1,0 @@
-"""The discrete student built from a genotype: training and export."""

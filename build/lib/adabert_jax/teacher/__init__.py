@@ -1,1 +1,0 @@
-"""BERT teacher: loading, fine-tuning, knowledge probes, precompute."""

@@ -1,1 +1,0 @@
-"""Shared training machinery: optimizers, sharding, checkpoints, logging."""
