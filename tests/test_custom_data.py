@@ -203,7 +203,7 @@ def test_a_three_class_csv_runs_the_whole_pipeline_and_predicts(tmp_path, tiny_b
           "--task=custom", f"--config.data.custom.train_file={train}",
           "--config.data.custom.metric=macro_f1", "--config.data.custom.name=reviews",
           f"--workdir={run}", f"--config.teacher.checkpoint={tiny_bert_dir}",
-          "--config.bench.bert_base=false"]
+          "--config.bench.bert_base=false", "--config.derive.method=alpha"]
   done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
   assert done.returncode == 0, done.stderr[-3000:]
   assert "task reviews: 3 classes, metric macro_f1" in done.stdout
