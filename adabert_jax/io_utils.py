@@ -48,10 +48,11 @@ def remove(path: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str) -> Iterator[str]:
+def atomic_path(path: str, fixed_tmp: bool = False) -> Iterator[str]:
   """Yields a temporary path beside `path`; renames it over `path` only on success. On a
   process that does not write the run's files (writes_artefacts), a scratch path that is
-  thrown away."""
+  thrown away. fixed_tmp: the temporary is always `path`.tmp, so a killed write's is
+  overwritten by the next rather than left beside it (for files of hundreds of MB)."""
   if not writes_artefacts():
     scratch = tempfile.mkdtemp(prefix="adabert-unwritten-")
     try:
@@ -61,12 +62,15 @@ def atomic_path(path: str) -> Iterator[str]:
     return
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
-                             suffix=".tmp")
-  os.close(fd)
-  umask = os.umask(0)
-  os.umask(umask)
-  os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make artefacts private
+  if fixed_tmp:
+    tmp = path + ".tmp"
+  else:
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
+                               suffix=".tmp")
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make artefacts private
   try:
     yield tmp
     os.replace(tmp, path)

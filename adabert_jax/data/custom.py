@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 
 from adabert_jax import io_utils
-from adabert_jax.data.sources import RawSplit, label_ids
+from adabert_jax.data.sources import RawSplit, check_split, label_ids
 from adabert_jax.data.tasks import METRICS, Task
 from adabert_jax.errors import UserError
 
@@ -201,10 +201,8 @@ class CustomFileSource:
   seed: int = 0
   dev_fraction: float = 0.1
 
-  def _path(self, split: str) -> str:
-    if split not in ("train", "dev"):
-      raise UserError(f"Task {self.spec.name!r} has no split {split!r}; its splits are "
-                      "train, dev.")
+  def _path(self, task: Task, split: str) -> str:
+    check_split(task, split)
     return self.spec.dev_file if split == "dev" and self.spec.dev_file else \
         self.spec.train_file
 
@@ -212,18 +210,18 @@ class CustomFileSource:
     if split == "dev" and not self.spec.dev_file:
       return (f"{self.spec.train_file} (dev: a stratified {self.dev_fraction:g} of it, "
               f"seed {self.seed})")
-    return self._path(split)
+    return self._path(task, split)
 
   def fingerprint(self, task: Task, split: str) -> str:
-    with open(self._path(split), "rb") as f:
+    with open(self._path(task, split), "rb") as f:
       digest = hashlib.sha256(f.read()).hexdigest()
     carved = "" if self.spec.dev_file else f":carved:{self.seed}:{self.dev_fraction}"
-    carved += f":{file_format(self._path(split), self.spec.format)}"
+    carved += f":{file_format(self._path(task, split), self.spec.format)}"
     definition = json.dumps(task.definition(), sort_keys=True)
     return f"custom:{digest}{carved}:{hashlib.sha256(definition.encode()).hexdigest()[:16]}"
 
   def read(self, task: Task, split: str) -> RawSplit:
-    path = self._path(split)
+    path = self._path(task, split)
     columns, lines = read_rows(path, self.spec.format, task.text_columns + (task.label_column,))
     for column, name in zip(columns[:-1], task.text_columns):
       for text, n in zip(column, lines):

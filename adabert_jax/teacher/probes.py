@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
-import tempfile
 from typing import Any, Callable
 
 import chex
@@ -58,29 +56,19 @@ def extract_features(teacher: bert.Teacher, params: Any, arrays: dict[str, np.nd
   teacher logits [N, C]). Memory holds one batch of hidden states at a time."""
   n = len(arrays["label"])
   shape = (n, teacher.num_layers + 1, teacher.hidden_size)
-  # One fixed temporary name (a killed run's is overwritten, not left beside a new one);
-  # in a multi-process run the others compute into a scratch file and read process 0's.
-  main = io_utils.writes_artefacts()
-  scratch = None if main else tempfile.mkdtemp(prefix="adabert-features-")
-  tmp = path + ".tmp" if main else os.path.join(scratch, "features.npy")
-  if main:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  features = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
   logits = np.zeros((n, teacher.num_classes), np.float32)
   fn = _jitted_features(teacher)
   bar = progress.progress(n, desc)
-  for idx, batch in batching.length_sorted_eval_batches(arrays, batch_size, max_len):
-    pooled, batch_logits = fn(params, sharding.shard_batch(batch, mesh))
-    features[idx] = sharding.to_host(pooled)[:len(idx)]
-    logits[idx] = sharding.to_host(batch_logits)[:len(idx)]
-    bar.update(len(idx))
-  bar.close()
-  features.flush()
-  del features
-  if main:
-    os.replace(tmp, path)
-  else:
-    shutil.rmtree(scratch, ignore_errors=True)
+  with io_utils.atomic_path(path, fixed_tmp=True) as tmp:
+    features = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+    for idx, batch in batching.length_sorted_eval_batches(arrays, batch_size, max_len):
+      pooled, batch_logits = fn(params, sharding.shard_batch(batch, mesh))
+      features[idx] = sharding.to_host(pooled)[:len(idx)]
+      logits[idx] = sharding.to_host(batch_logits)[:len(idx)]
+      bar.update(len(idx))
+    bar.close()
+    features.flush()
+    del features
   distributed.barrier(f"features {path}")  # process 0 wrote the file every process reads
   return np.load(path, mmap_mode="r"), logits
 
