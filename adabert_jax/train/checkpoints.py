@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import shutil
+import sys
+import time
 import warnings
 from typing import Any
 
@@ -103,15 +106,54 @@ def restore_pytree(path: str, like: Any | None = None) -> Any:
       raise FileNotFoundError(path)
   checkpointer = ocp.StandardCheckpointer()
   try:
-    if like is None:
-      return checkpointer.restore(path)
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-    return checkpointer.restore(path, abstract)
+    with _quiet_if_it_fails(path):
+      if like is None:
+        restored = checkpointer.restore(path)
+      else:
+        restored = checkpointer.restore(path,
+                                        jax.tree.map(ocp.utils.to_shape_dtype_struct, like))
   except Exception as e:  # noqa: BLE001  (orbax and tensorstore raise many kinds)
     raise io_utils.damaged(path, f"the checkpoint cannot be restored: {errors.summary(e)}"
                            ) from None
+  checkpointer.close()  # releases its background threads
+  return restored
+
+
+@contextlib.contextmanager
+def _quiet_if_it_fails(path: str, grace_s: float = 0.5):
+  """Standard error goes nowhere while a restore runs and, if it fails, for `grace_s` after.
+
+  When one read of a damaged checkpoint fails, orbax closes its event loop while
+  tensorstore's threads are still finishing the other reads; their callbacks into the closed
+  loop print tracebacks (1 run in ~25 here), before or after the one error we report, and
+  asyncio later logs their exceptions as never retrieved. None says more than that error."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  devnull = os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 2)
+  try:
+    yield
+  except BaseException:
+    logging.getLogger("asyncio").addFilter(_NeverRetrievedAbout(path))
+    time.sleep(grace_s)
+    raise
   finally:
-    checkpointer.close()  # releases its background threads
+    sys.stderr.flush()
+    os.dup2(saved, 2)
+    os.close(saved)
+    os.close(devnull)
+
+
+class _NeverRetrievedAbout(logging.Filter):
+  """Drops asyncio's 'Task exception was never retrieved' records that name `path`."""
+
+  def __init__(self, path: str):
+    super().__init__()
+    self.path = path
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not ("never retrieved" in message and self.path in message)
 
 
 def write_meta(path: str, meta: dict) -> None:
