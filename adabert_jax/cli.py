@@ -33,8 +33,9 @@ flags.DEFINE_bool("distributed", False, "Join a multi-process run described by t
                   "cluster's environment (Cloud TPU, SLURM, ...), as JAX detects it.")
 
 
-def config_with_flags(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The config with the short flags applied on top, every value checked."""
+def config_with_flags(config: ml_collections.ConfigDict) -> ml_collections.FrozenConfigDict:
+  """The config with the short flags applied on top, every value checked, frozen: built once
+  here, at the entry point, and read (never changed) by everything below."""
   config = ml_collections.ConfigDict(config)  # a copy: flag values stay untouched
   if FLAGS.task is not None:
     config.task = FLAGS.task
@@ -43,7 +44,7 @@ def config_with_flags(config: ml_collections.ConfigDict) -> ml_collections.Confi
     if config.data.source == "movie_reviews":
       config.data.source = "auto"
   config_check.check(config)  # before any stage runs or any folder is touched
-  return config
+  return ml_collections.FrozenConfigDict(config)
 
 
 def require_workdir() -> str:

@@ -138,7 +138,7 @@ def _lookup(config: ml_collections.ConfigDict, field: str):
 def _local_teacher_positions(checkpoint: str) -> int | None:
   """max_position_embeddings of a teacher on this machine, or None when reading it would
   need the network (a hub name) or the folder is not there (its stage says so)."""
-  from adabert_jax.teacher import assets
+  from adabert_jax import assets
 
   try:
     if assets.is_default_teacher(checkpoint):

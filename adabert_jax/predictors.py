@@ -140,7 +140,8 @@ class RunTeacher(Predictor):
 
   def __init__(self, workdir: str):
     from adabert_jax.data.tasks import Task, get_task
-    from adabert_jax.teacher import assets, finetune
+    from adabert_jax import assets
+    from adabert_jax.teacher import finetune
 
     config_path = os.path.join(finetune.teacher_dir(workdir), "config.json")
     if not os.path.isfile(os.path.join(finetune.teacher_dir(workdir), finetune.RESULT_FILE)):

@@ -10,7 +10,7 @@ import time
 
 from adabert_jax.data import sources, tokenization
 from adabert_jax.data.tasks import get_task
-from adabert_jax.teacher import assets
+from adabert_jax import assets
 
 
 def main():

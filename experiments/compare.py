@@ -16,7 +16,8 @@ import os
 import numpy as np
 from absl import flags
 
-from adabert_jax import cli, io_utils, stages
+from adabert_jax import cli, io_utils
+from adabert_jax.pipeline import stages
 from adabert_jax.data import pipeline as data_pipeline
 from adabert_jax.errors import UserError
 from adabert_jax.eval import compare

@@ -10,7 +10,8 @@ import os
 
 from absl import flags
 
-from adabert_jax import cli, io_utils, stages
+from adabert_jax import cli, io_utils
+from adabert_jax.pipeline import stages
 from adabert_jax.data import pipeline as data_pipeline
 from adabert_jax.errors import UserError
 from adabert_jax.student import train as student_train

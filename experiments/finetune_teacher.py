@@ -8,7 +8,8 @@ Reuses a finished fine-tune of the same config in --workdir.
 
 from absl import flags
 
-from adabert_jax import cli, stages
+from adabert_jax import cli
+from adabert_jax.pipeline import stages
 from adabert_jax.data import pipeline as data_pipeline
 
 _CONFIG = cli.define_config_flag(cli.default_config("paper"))

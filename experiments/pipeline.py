@@ -14,7 +14,8 @@ import time
 
 from absl import flags
 
-from adabert_jax import cli, stages
+from adabert_jax import cli
+from adabert_jax.pipeline import stages
 from adabert_jax.data import pipeline as data_pipeline
 from adabert_jax.eval import report
 from adabert_jax.nas import derive

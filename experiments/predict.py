@@ -22,7 +22,8 @@ import sys
 
 from absl import flags
 
-from adabert_jax import cli, predictors, stages
+from adabert_jax import cli, predictors
+from adabert_jax.pipeline import stages
 from adabert_jax.data import custom, sources, text_files
 from adabert_jax.data.tasks import get_task
 from adabert_jax.errors import UserError

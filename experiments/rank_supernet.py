@@ -17,7 +17,8 @@ import os
 import jax.numpy as jnp
 from absl import flags
 
-from adabert_jax import cli, io_utils, stages
+from adabert_jax import cli, io_utils
+from adabert_jax.pipeline import runner, stages
 from adabert_jax.data import pipeline as data_pipeline
 from adabert_jax.errors import UserError
 from adabert_jax.nas import derive, genotype as genotype_lib, ops, search
@@ -56,8 +57,8 @@ def main(argv):
   task, splits, vocab = data_pipeline.load_task_data(config)
   teacher = stages.ensure_teacher(config, task, splits, workdir)
   fingerprint = search.stage_fingerprint(config, teacher["checkpoint_id"])
-  if stages.done(search_dir, search.RESULT_FILE, fingerprint) is None:
-    diff = stages.fingerprint_diff(
+  if runner.done(search_dir, search.RESULT_FILE, fingerprint) is None:
+    diff = runner.fingerprint_diff(
         io_utils.load_json(os.path.join(search_dir, "config.json")), fingerprint)
     if not diff:
       raise UserError(f"The search in {search_dir} has not finished: rerun "

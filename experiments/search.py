@@ -10,7 +10,8 @@ precompute), or reuses them; resumes from the last search checkpoint when restar
 
 from absl import flags
 
-from adabert_jax import cli, stages
+from adabert_jax import cli
+from adabert_jax.pipeline import stages
 from adabert_jax.data import pipeline as data_pipeline
 from adabert_jax.nas import derive, search
 
@@ -28,7 +29,7 @@ def main(argv):
   knowledge = stages.ensure_knowledge(config, task, splits, vocab, workdir, teacher,
                                       overwrite)
   result = stages.ensure_search(config, task, splits, knowledge, workdir, teacher, overwrite)
-  print(f"alpha's genotype ({workdir}/search/genotype.json): {result['genotype']}")
+  print(f"alpha's genotype ({workdir}/search/result.json): {result['genotype']}")
   print("(the derive stage of pipeline.py or train_student.py makes the one students use, "
         f"by --config.derive.method={config.derive.method})")
   print(f"depth probabilities: {result['depth_probs']}")

@@ -16,7 +16,8 @@ the search's supernet (which holds every op of every edge) or, with
 
 from absl import flags
 
-from adabert_jax import cli, stages
+from adabert_jax import cli
+from adabert_jax.pipeline import stages
 from adabert_jax.data import pipeline as data_pipeline
 from adabert_jax.errors import UserError
 from adabert_jax.nas import derive, genotype as genotype_lib

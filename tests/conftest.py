@@ -26,7 +26,7 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 
 import pytest  # noqa: E402
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import REPO_ROOT  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +43,7 @@ def glue_dir():
 def vocab():
   """The offline teacher's real WordPiece vocabulary."""
   from adabert_jax.data import tokenization
-  from adabert_jax.teacher import assets
+  from adabert_jax import assets
 
   return tokenization.load_vocab(assets.default_teacher_dir())
 
@@ -51,17 +51,6 @@ def vocab():
 @pytest.fixture
 def cache_dir(tmp_path):
   return str(tmp_path / "cache")
-
-
-def load_config(preset: str = "tiny"):
-  """experiments/configs/default.py:<preset>, as the entry points see it."""
-  import importlib.util
-
-  spec = importlib.util.spec_from_file_location(
-      "default_config", os.path.join(REPO_ROOT, "experiments", "configs", "default.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(preset)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import numpy as np
 
 from adabert_jax.data import batching, custom, sources, tokenization
 from adabert_jax.data.tasks import Task, get_task
-from adabert_jax.teacher import assets
+from adabert_jax import assets
 
 
 def default_cache_dir() -> str:

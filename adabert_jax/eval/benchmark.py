@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from adabert_jax import array_utils
 from adabert_jax.nas.costs import flops_from_cost_analysis
 
 
@@ -25,10 +26,6 @@ class BenchModel:
   apply: Callable[[Any, dict], jax.Array]  # (params, batch) -> logits
   params: Any
   metric: float | None = None  # dev score, if known (None: speed only)
-
-
-def count_params(tree: Any) -> int:
-  return int(sum(np.prod(np.shape(x)) for x in jax.tree.leaves(tree)))
 
 
 def random_batch(batch_size: int, max_len: int, vocab_size: int = 30522, seed: int = 0,
@@ -62,7 +59,7 @@ def measure(model: BenchModel, batch: dict, repeats: int = 5, warmup: int = 1) -
     times.append(time.perf_counter() - start)
   median = statistics.median(times)
   batch_size = int(batch["input_ids"].shape[0])
-  return {"name": model.name, "params": count_params(model.params), "flops": flops,
+  return {"name": model.name, "params": array_utils.count_params(model.params), "flops": flops,
           "compile_s": round(compile_s, 2), "latency_ms": round(1000 * median, 2),
           "latency_ms_all": [round(1000 * t, 2) for t in times],
           "examples_per_s": round(batch_size / median, 1), "metric": model.metric}

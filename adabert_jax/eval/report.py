@@ -7,7 +7,7 @@ import os
 
 from adabert_jax import io_utils
 from adabert_jax.data.tasks import Task
-from adabert_jax.eval import plots
+from adabert_jax import plots
 
 
 def build_report(task: Task, workdir: str, teacher: dict, knowledge_summary: dict,

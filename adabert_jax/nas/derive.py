@@ -43,7 +43,7 @@ from adabert_jax import io_utils
 from adabert_jax.data import batching
 from adabert_jax.data.tasks import Task
 from adabert_jax.errors import UserError
-from adabert_jax.eval import plots
+from adabert_jax import plots
 from adabert_jax.nas import costs, genotype as genotype_lib, inputs, losses, ops, supernet
 from adabert_jax.nas.supernet import NUM_INPUT_NODES
 from adabert_jax.train import sharding
@@ -263,8 +263,9 @@ def run_derive(config: ml_collections.ConfigDict, task: Task,
   out_dir = derive_dir(workdir)
   os.makedirs(out_dir, exist_ok=True)
   start = time.time()
-  alpha_genotype = genotype_lib.Genotype.load(
-      os.path.join(search.search_dir(workdir), "genotype.json"))
+  search_result = io_utils.load_json(os.path.join(search.search_dir(workdir),
+                                                  search.RESULT_FILE))
+  alpha_genotype = genotype_lib.Genotype.from_json(json.dumps(search_result["genotype"]))
   result: dict[str, Any] = {"method": config.derive.method,
                             "alpha_genotype": json.loads(alpha_genotype.to_json())}
   geno = alpha_genotype

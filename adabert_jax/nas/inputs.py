@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from adabert_jax import array_utils
 from adabert_jax.data import batching
 
 PAIR_MODES = ("siamese", "attend", "aligned", "masked")
@@ -93,12 +94,6 @@ def feature_width(hidden: int, mode: str) -> int:
 
 def init_embedding_norm(hidden: int) -> dict[str, jax.Array]:
   return {"ln_scale": jnp.ones((hidden,)), "ln_bias": jnp.zeros((hidden,))}
-
-
-def masked_mean(x_BLD: jax.Array, mask_BL: jax.Array) -> jax.Array:
-  """Mean over real tokens -> [B, D] (0 for an all-padding row)."""
-  m_BL1 = mask_BL.astype(x_BLD.dtype)[:, :, None]
-  return jnp.sum(x_BLD * m_BL1, axis=1) / jnp.maximum(jnp.sum(m_BL1, axis=1), 1.0)
 
 
 def split_pair(ids_BL: jax.Array, types_BL: jax.Array, mask_BL: jax.Array, xp=jnp
@@ -246,12 +241,12 @@ def cross_align(x_XLD: jax.Array, mask_XL: jax.Array) -> jax.Array:
 def pool_layer(x_XLD: jax.Array, mask_XL: jax.Array, mode: str) -> jax.Array:
   """What heads and probes keep of one layer [X, L, D]: [X, P] (P = pooled_width). The
   masked mean; in attend mode also the masked means of x * x~ and |x - x~| (cross_align)."""
-  mean_XD = masked_mean(x_XLD, mask_XL)
+  mean_XD = array_utils.masked_mean(x_XLD, mask_XL)
   if mode != "attend":
     return mean_XD
   aligned_XLD = cross_align(x_XLD, mask_XL)
-  return jnp.concatenate([mean_XD, masked_mean(x_XLD * aligned_XLD, mask_XL),
-                          masked_mean(jnp.abs(x_XLD - aligned_XLD), mask_XL)], axis=-1)
+  return jnp.concatenate([mean_XD, array_utils.masked_mean(x_XLD * aligned_XLD, mask_XL),
+                          array_utils.masked_mean(jnp.abs(x_XLD - aligned_XLD), mask_XL)], axis=-1)
 
 
 def features(pooled_XJP: jax.Array, mode: str) -> jax.Array:

@@ -200,9 +200,19 @@ def task_loss_per_example(outputs: dict[str, jax.Array], batch: dict[str, Any],
   layer_kd_BK = layer_kd_per_depth(layer_logits_BKC, batch["probe_logits"], labels_B,
                                    cfg.temperature, cfg.layer_kd_map)
   kd_layers_B = layer_kd_BK @ depth_K
-  kd_B = (1.0 - cfg.final_kd_weight) * kd_layers_B + cfg.final_kd_weight * kd_final_B
+  kd_B = mix_kd(kd_layers_B, kd_final_B, cfg.final_kd_weight)
   return {"ce": ce_B, "kd": kd_B, "kd_layers": kd_layers_B, "kd_final": kd_final_B,
-          "task": (1.0 - cfg.gamma) * ce_B + cfg.gamma * kd_B}
+          "task": mix_task(ce_B, kd_B, cfg.gamma)}
+
+
+def mix_kd(kd_layers: jax.Array, kd_final: jax.Array, final_kd_weight: float) -> jax.Array:
+  """L_KD = (1 - final_kd_weight) L_KD_layers + final_kd_weight L_KD_final."""
+  return (1.0 - final_kd_weight) * kd_layers + final_kd_weight * kd_final
+
+
+def mix_task(ce: jax.Array, kd: jax.Array, gamma: float) -> jax.Array:
+  """(1 - gamma) L_CE + gamma L_KD: the loss without the efficiency term."""
+  return (1.0 - gamma) * ce + gamma * kd
 
 
 def adabert_loss(outputs: dict[str, jax.Array], batch: dict[str, Any],
@@ -220,7 +230,6 @@ def adabert_loss(outputs: dict[str, jax.Array], batch: dict[str, Any],
   terms = {name: _weighted_mean(per_example[name], weight_B)
            for name in ("ce", "kd", "kd_layers", "kd_final")}
   terms["efficiency"] = efficiency_loss(sample, op_costs_O)
-  terms["total"] = ((1.0 - cfg.gamma) * terms["ce"] + cfg.gamma * terms["kd"]
-                    + cfg.beta * terms["efficiency"])
+  terms["total"] = mix_task(terms["ce"], terms["kd"], cfg.gamma) + cfg.beta * terms["efficiency"]
   chex.assert_shape(list(terms.values()), ())
   return terms["total"], terms

@@ -3,7 +3,8 @@ then derive the architecture.
 
 Writes <workdir>/search/: checkpoints/ (the last few states), history.jsonl (per epoch:
 alpha probabilities, depth distribution, sampled depths, every loss term, dev metric of
-the derived architecture), genotype.json, cell.png, alpha.png and result.json.
+the derived architecture), cell.png, alpha.png and result.json (with alpha's genotype; the
+run's genotype.json is the derive stage's).
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from adabert_jax import io_utils
 from adabert_jax.data import batching
 from adabert_jax.data.tasks import Task
 from adabert_jax.errors import UserError
-from adabert_jax.eval import metrics as metrics_lib, plots
+from adabert_jax import plots
+from adabert_jax.data import metrics as metrics_lib
 from adabert_jax.nas import (costs, genotype as genotype_lib, inputs, losses, ops, search_step,
                              supernet)
-from adabert_jax.train import checkpoints, progress, sharding
+from adabert_jax.train import checkpoints, loop, progress, sharding
 
 RESULT_FILE = "result.json"
 
@@ -122,21 +124,23 @@ def _jitted_fixed_logits(cfg: supernet.SupernetConfig):
       params, emb, batch, sample, cfg, train=False)["logits"])
 
 
-def _check_finite(metrics: dict, step: int, ring_dir: str, state: Any) -> None:
-  """Stops the run at the first non-finite loss term, after a debug checkpoint."""
-  bad = [name for name in ("ce", "kd_layers", "kd_final", "efficiency", "total")
-         if not np.isfinite(metrics[name])]
-  if not bad and np.isfinite(metrics["weights_grad_norm"]) and np.isfinite(
-      metrics["arch_grad_norm"]):
-    return
-  what = (f"loss term(s) {', '.join(bad)}" if bad else "gradient norm")
+def _stop_if_not_finite(metrics: dict, step: int, ring_dir: str, state: Any) -> None:
+  """Stops the run at the first non-finite loss term or gradient norm, after a debug
+  checkpoint."""
+  terms = ("ce", "kd_layers", "kd_final", "efficiency", "total")
   debug = os.path.join(os.path.dirname(ring_dir), f"debug_nonfinite_step{step}")
-  checkpoints.save_pytree(debug, state)
-  raise UserError(
-      f"Non-finite {what} at search step {step}. The state after that step is in {debug} "
-      "for inspection; the last good checkpoint was not touched. Lower "
-      "--config.search.weights_lr or --config.search.arch_lr, or check the precomputed "
-      "knowledge for NaNs.")
+
+  def error(bad: list[str]) -> str:
+    bad_terms = [name for name in bad if name in terms]
+    what = f"loss term(s) {', '.join(bad_terms)}" if bad_terms else "gradient norm"
+    return (f"Non-finite {what} at search step {step}. The state after that step is in "
+            f"{debug} for inspection; the last good checkpoint was not touched. Lower "
+            "--config.search.weights_lr or --config.search.arch_lr, or check the precomputed "
+            "knowledge for NaNs.")
+
+  loop.stop_if_not_finite(
+      {name: metrics[name] for name in (*terms, "weights_grad_norm", "arch_grad_norm")},
+      debug_dir=debug, debug_state=state, error=error)
 
 
 def run_search(config: ml_collections.ConfigDict, task: Task,
@@ -185,56 +189,50 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
   emb = sharding.replicate({k: jnp.asarray(v) for k, v in emb_tables.items()}, mesh)
   state = sharding.replicate(state, mesh)
   log = progress.MetricsLog(os.path.join(out_dir, "log.jsonl"))
-  bar = progress.progress(total_steps * cfg.batch_size, f"search {task.name}")
-  bar.update(step * cfg.batch_size)
-  if step:
-    bar.write(f"resumed the search at step {step} from {ring.directory}")
+  schedule = loop.Schedule(total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+                           batch_size=cfg.batch_size, eval_every_steps=0,
+                           checkpoint_every_steps=cfg.checkpoint_every_steps)
+  bar = loop.progress_bar(schedule, f"search {task.name}", step, ring)
   start_time, start_step = time.time(), step
   epoch_terms: list[dict] = []
-  while step < total_steps:
-    epoch, in_epoch = divmod(step, steps_per_epoch)
-    for batch in batching.epoch_batches(train, cfg.batch_size, data_key, epoch,
-                                        config.data.max_len, bucket=cfg.bucket_lengths,
-                                        start_step=in_epoch):
-      batch = inputs.host_batch(batch, setup.supernet.input_mode)
-      state, metrics = step_fn(state, sharding.shard_batch(batch, mesh), emb, search_key,
-                               step)
-      metrics = jax.device_get(metrics)
-      step += 1
-      _check_finite(metrics, step, ring.directory, state)
-      epoch_terms.append(metrics)
-      bar.update(cfg.batch_size)
-      if step % 20 == 0:
-        bar.set_postfix(loss=f"{metrics['total']:.3f}", T=f"{metrics['temperature']:.3f}",
-                        K=int(metrics["depth"]))
-      # Epoch ends are saved below, after their history record (see there).
-      if step % cfg.checkpoint_every_steps == 0 and step % steps_per_epoch and (
-          step < total_steps):
-        ring.save(step, state)
-      if step >= total_steps:
-        break
-    if step % steps_per_epoch == 0 or step >= total_steps:
-      # The record is appended before the state is saved: a kill between the two resumes
-      # from an earlier step, drops the record and recomputes it, so none goes missing.
-      record = _epoch_record(state.params["arch"], setup.supernet, epoch_terms,
-                             epoch=(step - 1) // steps_per_epoch, step=step)
-      geno = genotype_lib.derive_genotype(jax.device_get(state.params["arch"]),
-                                          setup.supernet)
-      record["dev_derived"] = evaluate_fixed(
-          state.params, emb, dev, genotype_lib.genotype_to_onehots(geno, setup.supernet),
-          setup.supernet, task, cfg.batch_size, mesh)
-      history.append(record)
-      progress.append_jsonl(history_path, record)
-      ring.save(step, state)
-      log.write(**{k: v for k, v in record.items() if k not in ("op_probs",)})
-      bar.write(f"epoch {record['epoch']}: loss {record['loss']['total']:.3f} "
-                f"(ce {record['loss']['ce']:.3f}, kd {record['loss']['kd']:.3f}, "
-                f"eff {record['loss']['efficiency']:.3f}), T {record['temperature']:.3f}, "
-                f"sampled K {record['sampled_depths']}, derived dev "
-                f"{record['dev_derived']['score']:.2f}")
-      epoch_terms = []
-  bar.close()
-  ring.close()
+
+  def train_step(state, batch, step):
+    batch = inputs.host_batch(batch, setup.supernet.input_mode)
+    state, metrics = step_fn(state, sharding.shard_batch(batch, mesh), emb, search_key, step)
+    return state, jax.device_get(metrics)
+
+  def on_step(step, epoch, state, metrics):
+    _stop_if_not_finite(metrics, step, ring.directory, state)
+    epoch_terms.append(metrics)
+    if step % 20 == 0:
+      bar.set_postfix(loss=f"{metrics['total']:.3f}", T=f"{metrics['temperature']:.3f}",
+                      K=int(metrics["depth"]))
+
+  def on_eval(step, epoch, state, metrics):
+    # The record is appended before the state is saved: a kill between the two resumes
+    # from an earlier step, drops the record and recomputes it, so none goes missing.
+    record = _epoch_record(state.params["arch"], setup.supernet, epoch_terms,
+                           epoch=(step - 1) // steps_per_epoch, step=step)
+    geno = genotype_lib.derive_genotype(jax.device_get(state.params["arch"]), setup.supernet)
+    record["dev_derived"] = evaluate_fixed(
+        state.params, emb, dev, genotype_lib.genotype_to_onehots(geno, setup.supernet),
+        setup.supernet, task, cfg.batch_size, mesh)
+    history.append(record)
+    progress.append_jsonl(history_path, record)
+    log.write(**{k: v for k, v in record.items() if k not in ("op_probs",)})
+    bar.write(f"epoch {record['epoch']}: loss {record['loss']['total']:.3f} "
+              f"(ce {record['loss']['ce']:.3f}, kd {record['loss']['kd']:.3f}, "
+              f"eff {record['loss']['efficiency']:.3f}), T {record['temperature']:.3f}, "
+              f"sampled K {record['sampled_depths']}, derived dev "
+              f"{record['dev_derived']['score']:.2f}")
+    epoch_terms.clear()
+
+  state = loop.run(state, step, schedule, bar=bar, ring=ring, train_step=train_step,
+                   on_step=on_step, on_eval=on_eval,
+                   batches=lambda epoch, in_epoch: batching.epoch_batches(
+                       train, cfg.batch_size, data_key, epoch, config.data.max_len,
+                       bucket=cfg.bucket_lengths, start_step=in_epoch))
+  step = max(step, total_steps)
   elapsed = time.time() - start_time
   return _finish(config, task, setup, state, history, cost_table, teacher_result, out_dir,
                  elapsed, step - start_step, steps_per_epoch)
@@ -259,7 +257,6 @@ def _finish(config, task, setup, state, history, cost_table, teacher_result, out
             elapsed, steps_run, steps_per_epoch) -> dict:
   arch = jax.device_get(state.params["arch"])
   geno = genotype_lib.derive_genotype(arch, setup.supernet)
-  io_utils.save_text_atomic(os.path.join(out_dir, "genotype.json"), geno.to_json() + "\n")
   plots.plot_cell(geno.ops, geno.num_nodes, geno.depth, os.path.join(out_dir, "cell.png"),
                   title=f"{task.name}: searched cell, K = {geno.depth}")
   if history:

@@ -176,7 +176,6 @@ def embed(embedding: Params, emb_tables: dict[str, jax.Array],
   return summed_BLT @ embedding["kernel"] + embedding["bias"]
 
 
-masked_mean = inputs.masked_mean
 
 
 def _edge_all_ops(edge_params, x_BLD, mask_BL, weights_O, index):

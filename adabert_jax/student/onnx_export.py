@@ -5,7 +5,7 @@ project needs and pulls in equinox and a hub client, and every student op is a s
 operator (Gather, Conv with dilations, Relu, MaxPool, AveragePool, ReduceMean, MatMul, Tanh,
 GatherElements for the pair split). The graph mirrors student/model.py and nas/inputs.py op
 for op, in the [batch, channels, length] layout ONNX's Conv and pools use, and is checked
-against the JAX student in tests/test_export_and_predict.py.
+against the JAX student in tests/student/test_export_and_predict.py.
 
 Inputs: input_ids, token_type_ids, attention_mask, int64 [batch, length] (the pair
 concatenated as the tokenizer writes it, length <= max_len); output: logits float [batch, C].
@@ -108,7 +108,7 @@ def _apply_op(g: _Graph, name: str, params: dict, x: str, m_b1l: str) -> str | N
 
 
 def _masked_mean(g: _Graph, x: str, m_b1l: str) -> str:
-  """[B, D] mean over real tokens of x [B, D, L] (inputs.masked_mean)."""
+  """[B, D] mean over real tokens of x [B, D, L] (array_utils.masked_mean)."""
   total = g.op("ReduceSum", g.op("Mul", x, m_b1l), g.const(np.array([2], np.int64)),
                keepdims=0)
   count = g.op("ReduceSum", m_b1l, g.const(np.array([2], np.int64)), keepdims=0)

@@ -7,35 +7,36 @@ import functools
 import json
 import os
 import time
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 
-from adabert_jax import io_utils
+from adabert_jax import array_utils, io_utils
 from adabert_jax.data import batching
 from adabert_jax.data.tasks import Task
-from adabert_jax.eval import metrics as metrics_lib
+from adabert_jax.data import metrics as metrics_lib
 from adabert_jax.nas import inputs, losses
 from adabert_jax.nas.genotype import Genotype
 from adabert_jax.data.tokenization import Vocab
 from adabert_jax.student import export, model
-from adabert_jax.train import checkpoints, progress, sharding
+from adabert_jax.train import checkpoints, loop, progress, sharding
 
 
 def kd_loss(out: dict, batch: dict, cfg: ml_collections.ConfigDict
             ) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """The student's loss terms; the layer KD uses all K student layers (depth K)."""
+  """The search's loss (nas/losses.py) at the student's one depth K, without the efficiency
+  term: the layer KD uses all K student layers. Each term is averaged over the batch before
+  the terms are mixed (the search mixes per example, then averages: equal up to float
+  rounding; kept so that earlier students reproduce bit for bit)."""
   ce = losses.cross_entropy(out["logits"], batch["label"]).mean()
   layer_kd = losses.layer_kd_per_depth(out["layer_logits"], batch["probe_logits"],
                                        batch["label"], cfg.kd_temperature)[:, -1].mean()
   final_kd = losses.kl_divergence(batch["teacher_logits"], out["logits"],
                                   cfg.kd_temperature).mean()
-  kd = (1 - cfg.final_kd_weight) * layer_kd + cfg.final_kd_weight * final_kd
-  total = (1 - cfg.gamma) * ce + cfg.gamma * kd
+  total = losses.mix_task(ce, losses.mix_kd(layer_kd, final_kd, cfg.final_kd_weight),
+                          cfg.gamma)
   return total, {"total": total, "ce": ce, "kd_layers": layer_kd, "kd_final": final_kd}
 
 
@@ -128,35 +129,36 @@ def train_student(config: ml_collections.ConfigDict, task: Task, geno: Genotype,
       best = {"score": record["dev"]["score"], "dev": record["dev"], "epoch": record["epoch"]}
   before = evaluate(params, geno, task, dev, emb, cfg.batch_size, mesh) if cfg.epochs == 0 \
       else None
+  schedule = loop.Schedule(total_steps=steps_per_epoch * cfg.epochs,
+                           steps_per_epoch=steps_per_epoch, batch_size=cfg.batch_size,
+                           eval_every_steps=0, checkpoint_every_steps=cfg.checkpoint_every_steps)
   start, start_step = time.time(), step
-  bar = progress.progress(total_steps * cfg.batch_size, f"{name} {task.name}")
-  bar.update(step * cfg.batch_size)
-  if step:
-    bar.write(f"resumed the {name} at step {step} from {ring.directory}")
-  while step < total_steps and cfg.epochs:
-    epoch, in_epoch = divmod(step, steps_per_epoch)
-    for batch in batching.epoch_batches(train, cfg.batch_size, data_key, epoch,
-                                        config.data.max_len, bucket=cfg.bucket_lengths,
-                                        start_step=in_epoch):
-      batch = inputs.host_batch(batch, geno.input_mode)
-      params, opt_state, terms = step_fn(params, opt_state, sharding.shard_batch(batch, mesh),
-                                         jax.random.fold_in(dropout_key, step))
-      step += 1
-      bar.update(cfg.batch_size)
-      if step % cfg.checkpoint_every_steps == 0 and step % steps_per_epoch:
-        ring.save(step, {"params": params, "opt_state": opt_state})
+  bar = loop.progress_bar(schedule, f"{name} {task.name}", step, ring)
+
+  def train_step(state, batch, step):
+    params, opt_state = state["params"], state["opt_state"]
+    batch = inputs.host_batch(batch, geno.input_mode)
+    params, opt_state, terms = step_fn(params, opt_state, sharding.shard_batch(batch, mesh),
+                                       jax.random.fold_in(dropout_key, step))
+    return {"params": params, "opt_state": opt_state}, terms
+
+  def on_eval(step, epoch, state, terms):
+    nonlocal best
     terms = {k: float(v) for k, v in jax.device_get(terms).items()}
-    dev_metrics = evaluate(params, geno, task, dev, emb, cfg.batch_size, mesh)
+    dev_metrics = evaluate(state["params"], geno, task, dev, emb, cfg.batch_size, mesh)
     bar.set_postfix(loss=f"{terms['total']:.3f}", dev=f"{dev_metrics['score']:.2f}")
     # Best weights, then the record, then the state: a kill between any two resumes from
     # an earlier state and redoes the epoch, which gives the same weights again.
     if dev_metrics["score"] > best["score"]:
       best = {"score": dev_metrics["score"], "dev": dev_metrics, "epoch": epoch}
-      checkpoints.save_pytree(os.path.join(out_dir, "params"), params)
+      checkpoints.save_pytree(os.path.join(out_dir, "params"), state["params"])
     log.write(epoch=epoch, step=step, loss=terms, dev=dev_metrics)
-    ring.save(step, {"params": params, "opt_state": opt_state})
-  bar.close()
-  ring.close()
+
+  params = loop.run({"params": params, "opt_state": opt_state}, step, schedule, bar=bar,
+                    ring=ring, train_step=train_step, on_eval=on_eval,
+                    batches=lambda epoch, in_epoch: batching.epoch_batches(
+                        train, cfg.batch_size, data_key, epoch, config.data.max_len,
+                        bucket=cfg.bucket_lengths, start_step=in_epoch))["params"]
   if cfg.epochs == 0:  # inherit-only: the searched weights as they are
     best = {"score": before["score"], "dev": before, "epoch": -1}
     checkpoints.save_pytree(os.path.join(out_dir, "params"), params)
@@ -167,14 +169,10 @@ def train_student(config: ml_collections.ConfigDict, task: Task, geno: Genotype,
   result = {"name": name, "task": task.name, "genotype": json.loads(geno.to_json()),
             "dev": best["dev"], "best_epoch": best["epoch"], "epochs": cfg.epochs,
             "train_examples": batching.num_examples(train),
-            "params_exported": model_param_count(exported),
-            "params_training": model_param_count(best_params),
+            "params_exported": array_utils.count_params(exported),
+            "params_training": array_utils.count_params(best_params),
             "wall_time_s": round(time.time() - start, 1), "resumed_from_step": start_step}
   io_utils.save_json_atomic(os.path.join(out_dir, "result.json"), result)
   # The training states only served a resume; the student is done.
   io_utils.remove(ring.directory)
   return result
-
-
-def model_param_count(params: Any) -> int:
-  return int(sum(np.prod(np.shape(x)) for x in jax.tree.leaves(params)))

@@ -17,9 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from adabert_jax.data import tokenization
-from adabert_jax import errors
+from adabert_jax import array_utils, errors
 from adabert_jax.errors import UserError
-from adabert_jax.teacher import assets
+from adabert_jax import assets
 
 Params = Any
 
@@ -56,7 +56,7 @@ class Teacher:
 
   def pooled_layers(self, params: Params, batch: dict, **kwargs) -> jax.Array:
     """Masked mean over tokens of every layer: [B, num_layers + 1, D]."""
-    return masked_mean(self.encode(params, batch, **kwargs), batch["attention_mask"])
+    return array_utils.masked_mean(self.encode(params, batch, **kwargs), batch["attention_mask"])
 
   def logits(self, params: Params, batch: dict, *, train: bool = False,
              dropout_key: jax.Array | None = None, dropout_rate: float = 0.1) -> jax.Array:
@@ -69,13 +69,6 @@ class Teacher:
                                   pooled.shape)
       pooled = jnp.where(keep, pooled / (1 - dropout_rate), 0)
     return pooled @ params["head"]["kernel"] + params["head"]["bias"]
-
-
-def masked_mean(hidden: jax.Array, mask: jax.Array) -> jax.Array:
-  """Mean over the token axis (-2) of `hidden` [B, ..., L, D], counting real tokens only."""
-  mask = mask.astype(hidden.dtype)
-  mask = mask.reshape(mask.shape[:1] + (1,) * (hidden.ndim - 3) + mask.shape[1:] + (1,))
-  return (hidden * mask).sum(-2) / jnp.maximum(mask.sum(-2), 1.0)
 
 
 def _quiet_transformers():
@@ -134,7 +127,3 @@ def embedding_tables(params: Params) -> dict[str, np.ndarray]:
   emb = params["bert"]["embeddings"]
   return {"word": np.asarray(emb["word_embeddings"]["embedding"], np.float32),
           "position": np.asarray(emb["position_embeddings"]["embedding"], np.float32)}
-
-
-def count_params(tree: Params) -> int:
-  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))

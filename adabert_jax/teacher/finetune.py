@@ -19,10 +19,9 @@ import optax
 from adabert_jax import io_utils
 from adabert_jax.data import batching
 from adabert_jax.data.tasks import Task
-from adabert_jax.errors import UserError
-from adabert_jax.eval import metrics as metrics_lib
+from adabert_jax.data import metrics as metrics_lib
 from adabert_jax.teacher import bert
-from adabert_jax.train import checkpoints, progress, sharding
+from adabert_jax.train import checkpoints, loop, progress, sharding
 
 RESULT_FILE = "result.json"
 BEST_FILE = "best.json"
@@ -156,52 +155,46 @@ def finetune(config: ml_collections.ConfigDict, task: Task,
   state = sharding.replicate(state, mesh)
   log = progress.MetricsLog(os.path.join(out_dir, "log.jsonl"))
   train_step = make_train_step(teacher, tx, cfg.dropout)
-  eval_every = cfg.eval_every_steps or steps_per_epoch
+  schedule = loop.Schedule(total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+                           batch_size=cfg.batch_size, eval_every_steps=cfg.eval_every_steps,
+                           checkpoint_every_steps=cfg.checkpoint_every_steps)
   start, start_step = time.time(), step
-  bar = progress.progress(total_steps * cfg.batch_size, f"teacher {task.name}")
-  bar.update(step * cfg.batch_size)
-  if step:
-    bar.write(f"resumed the teacher fine-tune at step {step} from {ring.directory}")
-  while step < total_steps:
-    epoch, in_epoch = divmod(step, steps_per_epoch)
-    for batch in batching.epoch_batches(train, cfg.batch_size, data_key, epoch, max_len,
-                                        bucket=cfg.bucket_lengths, start_step=in_epoch):
-      state, loss = train_step(state, sharding.shard_batch(batch, mesh), dropout_key)
-      step += 1
-      bar.update(cfg.batch_size)
-      evaluated = step % eval_every == 0 or step == total_steps
-      saving = evaluated or step % cfg.checkpoint_every_steps == 0
-      if step % 50 == 0 or saving:
-        # Checked before anything is saved, so no NaN reaches best/ or the ring.
-        loss = float(loss)
-        if not np.isfinite(loss):
-          debug = os.path.join(out_dir, f"debug_nonfinite_step{step}")
-          checkpoints.save_pytree(debug, state["params"])
-          raise UserError(
-              f"Non-finite teacher loss (cross-entropy) at step {step}. The parameters after "
-              f"that step are in {debug}; the last good training state in {ring.directory} "
-              "was not touched. Lower --config.teacher.learning_rate.")
-      if step % 50 == 0:
-        bar.set_postfix(loss=f"{loss:.3f}", epoch=epoch)
-        log.write(step=step, epoch=epoch, loss=loss)
-      if evaluated:
-        dev_metrics = evaluate(teacher, state["params"], task, dev, 2 * cfg.batch_size,
-                               max_len, mesh)
-        log.write(step=step, epoch=epoch, dev=dev_metrics,
-                  elapsed_s=round(time.time() - start, 1))
-        bar.write(f"step {step} epoch {epoch}: dev " + ", ".join(
-            f"{k} {v:.2f}" for k, v in dev_metrics.items() if k != "num_examples"))
-        if dev_metrics["score"] > best["score"]:
-          best = {"score": dev_metrics["score"], "step": step, "epoch": epoch,
-                  "dev": dev_metrics}
-          checkpoints.save_pytree(os.path.join(out_dir, "best"), state["params"])
-          io_utils.save_json_atomic(os.path.join(out_dir, BEST_FILE), best)
-      if saving:
-        ring.save(step, state)
-      if step >= total_steps:
-        break
-  bar.close()
-  ring.close()
+  bar = loop.progress_bar(schedule, f"teacher {task.name}", step, ring)
+
+  def on_step(step, epoch, state, loss):
+    if step % 50 and not schedule.saves_at(step):
+      return
+    # Checked before anything is saved, so no NaN reaches best/ or the ring.
+    loss = float(loss)
+    loop.stop_if_not_finite(
+        {"loss": loss}, debug_dir=os.path.join(out_dir, f"debug_nonfinite_step{step}"),
+        debug_state=state["params"], error=lambda _: (
+            f"Non-finite teacher loss (cross-entropy) at step {step}. The parameters after "
+            f"that step are in {out_dir}/debug_nonfinite_step{step}; the last good training "
+            f"state in {ring.directory} was not touched. Lower "
+            "--config.teacher.learning_rate."))
+    if step % 50 == 0:
+      bar.set_postfix(loss=f"{loss:.3f}", epoch=epoch)
+      log.write(step=step, epoch=epoch, loss=loss)
+
+  def on_eval(step, epoch, state, loss):
+    nonlocal best
+    dev_metrics = evaluate(teacher, state["params"], task, dev, 2 * cfg.batch_size, max_len,
+                           mesh)
+    log.write(step=step, epoch=epoch, dev=dev_metrics, elapsed_s=round(time.time() - start, 1))
+    bar.write(f"step {step} epoch {epoch}: dev " + ", ".join(
+        f"{k} {v:.2f}" for k, v in dev_metrics.items() if k != "num_examples"))
+    if dev_metrics["score"] > best["score"]:
+      best = {"score": dev_metrics["score"], "step": step, "epoch": epoch, "dev": dev_metrics}
+      checkpoints.save_pytree(os.path.join(out_dir, "best"), state["params"])
+      io_utils.save_json_atomic(os.path.join(out_dir, BEST_FILE), best)
+
+  loop.run(state, step, schedule, bar=bar, ring=ring, on_step=on_step, on_eval=on_eval,
+           batches=lambda epoch, in_epoch: batching.epoch_batches(
+               train, cfg.batch_size, data_key, epoch, max_len, bucket=cfg.bucket_lengths,
+               start_step=in_epoch),
+           train_step=lambda state, batch, step: train_step(
+               state, sharding.shard_batch(batch, mesh), dropout_key))
   elapsed = time.time() - start
   result = {
       "task": task.name, "model_dir": teacher.model_dir, "num_layers": teacher.num_layers,

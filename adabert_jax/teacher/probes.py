@@ -22,7 +22,7 @@ from adabert_jax import io_utils
 from adabert_jax.data import batching
 from adabert_jax.data.tasks import Task
 from adabert_jax.errors import UserError
-from adabert_jax.eval import metrics as metrics_lib
+from adabert_jax.data import metrics as metrics_lib
 from adabert_jax.teacher import bert
 from adabert_jax.train import distributed, progress, sharding
 

@@ -8,7 +8,7 @@ import nbformat
 from nbclient import NotebookClient
 import pytest
 
-from conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 NOTEBOOK = os.path.join(REPO_ROOT, "experiments", "colab.ipynb")
 

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from adabert_jax import array_utils
 from adabert_jax.eval import benchmark
 from adabert_jax.nas import ops, testing
 from adabert_jax.nas.genotype import Genotype
@@ -67,7 +68,7 @@ def test_flops_and_params_of_a_dense_model_equal_the_hand_count():
       "+ b2": B * C,
   }
   assert row["flops"] == sum(hand.values()), (row["flops"], hand)  # exact: 15532 here
-  assert row["params"] == V * H + L * H + H * F + F + F * C + C == benchmark.count_params(
+  assert row["params"] == V * H + L * H + H * F + F + F * C + C == array_utils.count_params(
       params)
 
 

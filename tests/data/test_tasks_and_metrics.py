@@ -3,7 +3,7 @@ import pytest
 
 from adabert_jax import UserError
 from adabert_jax.data import tasks
-from adabert_jax.eval import metrics
+from adabert_jax.data import metrics
 
 
 def test_registry_has_the_paper_tasks_and_cola():

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from adabert_jax import array_utils
 from adabert_jax.nas import costs, genotype, gumbel, losses, ops, search_step, supernet, testing
 
 TEACHER_WIDTH, VOCAB, POSITIONS, CLASSES, TEACHER_LAYERS = 24, 50, 32, 3, 4
@@ -25,7 +26,7 @@ def _cfg(mode, **kw):
 def setup():
   params = supernet.init_supernet(jax.random.key(0), CFG, TEACHER_WIDTH, CLASSES)
   emb_tables = testing.random_emb_tables(jax.random.key(1), VOCAB, POSITIONS, TEACHER_WIDTH)
-  # Single sentences (CFG's input mode); tests/test_pairs.py covers the pair modes.
+  # Single sentences (CFG's input mode); tests/nas/test_pairs.py covers the pair modes.
   batch = testing.random_search_batch(0, BATCH, LENGTH, VOCAB, CLASSES, TEACHER_LAYERS)
   return params, emb_tables, batch
 
@@ -57,7 +58,7 @@ def _discrete_forward(params, emb_tables, batch, geno):
                   emb["ln_bias"]) * mask[:, :, None]
   prev2, prev1 = x, x
   edge_of = {edge: e for e, edge in enumerate(supernet.cell_edges(geno.num_nodes))}
-  pooled = [supernet.masked_mean(x, mask)]
+  pooled = [array_utils.masked_mean(x, mask)]
   for c in range(geno.depth):
     cell = jax.tree.map(lambda a, c=c: a[c], weights["cells"])
     states = {0: prev2, 1: prev1}
@@ -71,7 +72,7 @@ def _discrete_forward(params, emb_tables, batch, geno):
     out = sum(node_w[j] * states[2 + j] for j in range(geno.num_nodes))
     out = _layer_norm(out)  # cell outputs: per token, no affine; padding stays zero
     prev2, prev1 = prev1, out
-    pooled.append(supernet.masked_mean(out, mask))
+    pooled.append(array_utils.masked_mean(out, mask))
   heads, k = weights["heads"], geno.depth - 1
   mix = jax.nn.softmax(heads["mix_logits"][k, :geno.depth + 1])
   head_in = sum(mix[j] * pooled[j] for j in range(geno.depth + 1))

@@ -7,10 +7,11 @@ import jax
 import numpy as np
 import pytest
 
-from adabert_jax import UserError, stages
+from adabert_jax import UserError
+from adabert_jax.pipeline import stages
 from adabert_jax.nas import genotype as genotype_lib, search
 from adabert_jax.train import checkpoints
-from conftest import load_config
+from tests.helpers import load_config
 
 
 def _config(tiny_bert_dir, **search_overrides):
@@ -53,7 +54,8 @@ def test_search_writes_genotype_history_and_plots(prepared, tiny_bert_dir, tmp_p
   config = _config(tiny_bert_dir, arch_lr=0.05)  # 16 steps: a fast lr so alpha moves
   result = _search(config, prepared, str(tmp_path))
   out = os.path.join(str(tmp_path), "search")
-  geno = genotype_lib.Genotype.load(os.path.join(out, "genotype.json"))
+  assert not os.path.exists(os.path.join(out, "genotype.json"))  # the run's is derive's
+  geno = genotype_lib.Genotype.from_json(json.dumps(result["genotype"]))
   assert 1 <= geno.depth <= 2 and len(geno.ops) == 6  # 2 edges for each of 3 nodes
   history = [json.loads(l) for l in open(os.path.join(out, "history.jsonl"))]
   assert [h["epoch"] for h in history] == [0, 1]

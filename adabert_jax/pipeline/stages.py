@@ -8,98 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from adabert_jax import io_utils
 from adabert_jax.errors import UserError
+from adabert_jax.pipeline import runner
 from adabert_jax.train import distributed
-
-
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-  if not isinstance(d, dict):
-    return {prefix: d}
-  out = {}
-  for k, v in d.items():
-    out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-  return out
-
-
-def fingerprint_diff(old: dict, new: dict) -> list[str]:
-  a, b = _flatten(json.loads(json.dumps(old))), _flatten(json.loads(json.dumps(new)))
-  return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
-          if a.get(k) != b.get(k)]
-
-
-def check_or_claim(stage_dir: str, fingerprint: dict, overwrite: bool) -> None:
-  """Claims `stage_dir` for a config: refuses a folder claimed by another config (or wipes
-  it with overwrite=True), then records the fingerprint in <stage_dir>/config.json.
-  In a multi-process run every process decides from what it read before any of them
-  writes (the first barrier), and process 0 alone writes."""
-  path = os.path.join(stage_dir, "config.json")
-  diff = fingerprint_diff(io_utils.load_json(path), fingerprint) if os.path.isfile(path) \
-      else None
-  if diff and not overwrite:
-    raise UserError(
-        f"{stage_dir} was made by a different config ({'; '.join(diff[:6])}"
-        f"{'; ...' if len(diff) > 6 else ''}). Use a fresh --workdir, or pass --overwrite "
-        "to discard it.")
-  distributed.barrier(f"read {stage_dir}")
-  if diff == [] or not io_utils.writes_artefacts():
-    distributed.barrier(f"claimed {stage_dir}")
-    return
-  if diff:
-    shutil.rmtree(stage_dir)
-  os.makedirs(stage_dir, exist_ok=True)
-  io_utils.save_json_atomic(path, fingerprint)
-  distributed.barrier(f"claimed {stage_dir}")
-
-
-def done(stage_dir: str, result_file: str, fingerprint: dict) -> dict | None:
-  """The stage's result if it finished under this fingerprint, else None."""
-  path = os.path.join(stage_dir, result_file)
-  config_path = os.path.join(stage_dir, "config.json")
-  if not (os.path.isfile(path) and os.path.isfile(config_path)):
-    return None
-  if fingerprint_diff(io_utils.load_json(config_path), fingerprint):
-    return None
-  return io_utils.load_json(path)
-
-
-def run_stage(name: str, stage_dir: str, result_file: str, fingerprint: dict,
-              overwrite: bool, fn: Callable[[], dict], log: Callable[[str], None] = print
-              ) -> dict:
-  """Runs `fn` unless the stage already finished with this fingerprint."""
-  previous = done(stage_dir, result_file, fingerprint)
-  distributed.barrier(f"looked at {stage_dir}")  # before check_or_claim may write there
-  if previous is not None:
-    log(f"[{name}] done already: reusing {stage_dir}")
-    return previous
-  check_or_claim(stage_dir, fingerprint, overwrite)
-  log(f"[{name}] running -> {stage_dir}")
-  result = fn()
-  distributed.barrier(f"finished {stage_dir}")  # its files are written for every process
-  return result
-
-
-def _record_legacy_data_files(stage_dir: str, fingerprint: dict) -> None:
-  """A teacher made before stages recorded their data (no "data_files" in its config.json)
-  cannot be checked against it: it is taken as made from today's data, said once on
-  stderr, and the record is added so every later run checks it."""
-  path = os.path.join(stage_dir, "config.json")
-  if not os.path.isfile(path):
-    return
-  old = io_utils.load_json(path)
-  if "data_files" in old or fingerprint_diff({**old, "data_files": fingerprint["data_files"]},
-                                             fingerprint):
-    return
-  print(f"warning: {stage_dir} records no data fingerprint (made by an older version); "
-        "recording today's data as its own. If it was made from other data, rerun with "
-        "--overwrite.", file=sys.stderr)
-  io_utils.save_json_atomic(path, fingerprint)
 
 
 def ensure_teacher(config, task, splits, workdir, overwrite=False) -> dict:
@@ -108,9 +25,9 @@ def ensure_teacher(config, task, splits, workdir, overwrite=False) -> dict:
 
   data_files = data_pipeline.data_files(config, task)
   fingerprint = finetune.stage_fingerprint(config, task, data_files)
-  _record_legacy_data_files(finetune.teacher_dir(workdir), fingerprint)
+  runner.record_legacy_data_files(finetune.teacher_dir(workdir), fingerprint)
   distributed.barrier("recorded the teacher's data")
-  return run_stage("teacher", finetune.teacher_dir(workdir), finetune.RESULT_FILE,
+  return runner.run_stage("teacher", finetune.teacher_dir(workdir), finetune.RESULT_FILE,
                    fingerprint, overwrite,
                    lambda: finetune.finetune(config, task, splits, workdir,
                                              data_files=data_files))
@@ -160,7 +77,7 @@ def ensure_knowledge(config, task, splits, vocab, workdir, teacher_result,
     io_utils.save_json_atomic(os.path.join(kdir, "result.json"), summary)
     return summary
 
-  summary = run_stage("precompute", kdir, "result.json", fingerprint, overwrite, compute)
+  summary = runner.run_stage("precompute", kdir, "result.json", fingerprint, overwrite, compute)
   knowledge = {}
   for split in ("train", task.main_dev_split):
     meta = probes.knowledge_meta(teacher_result, vocab.hash, config.data.max_len, split,
@@ -193,7 +110,7 @@ def ensure_augmented(config, splits, vocab, workdir, teacher_result, knowledge,
     io_utils.save_json_atomic(os.path.join(adir, "result.json"), summary)
     return summary
 
-  summary = run_stage("augment", adir, "result.json", fingerprint, overwrite, compute)
+  summary = runner.run_stage("augment", adir, "result.json", fingerprint, overwrite, compute)
   meta = probes.augmented_meta(teacher_result, vocab.hash, config.data.max_len,
                                summary["examples"], config.augment)
   return probes.load_augmented(os.path.join(adir, probes.AUGMENTED_FILE), splits["train"],
@@ -205,7 +122,7 @@ def ensure_search(config, task, splits, knowledge, workdir, teacher_result,
   from adabert_jax.nas import search
 
   fingerprint = search.stage_fingerprint(config, teacher_result["checkpoint_id"])
-  return run_stage("search", search.search_dir(workdir), search.RESULT_FILE, fingerprint,
+  return runner.run_stage("search", search.search_dir(workdir), search.RESULT_FILE, fingerprint,
                    overwrite, lambda: search.run_search(
                        config, task, splits, knowledge["knowledge"],
                        knowledge["emb_tables"], teacher_result, workdir))
@@ -218,7 +135,7 @@ def ensure_derive(config, task, splits, knowledge, workdir, search_result,
 
   derive.check_config(config)
   setup = search.setup_from_config(config.search, task.is_pair)
-  return run_stage("derive", derive.derive_dir(workdir), derive.RESULT_FILE,
+  return runner.run_stage("derive", derive.derive_dir(workdir), derive.RESULT_FILE,
                    derive.stage_fingerprint(config, search_result), overwrite,
                    lambda: derive.run_derive(config, task, splits, knowledge["knowledge"],
                                              knowledge["emb_tables"], workdir, setup))
@@ -293,7 +210,7 @@ def ensure_student(config, task, splits, knowledge, workdir, search_result, *, g
                                        student_dir(workdir, name), name,
                                        vocab=data_pipeline.teacher_vocab(config))
 
-  return run_stage(name, student_dir(workdir, name), "result.json", fingerprint, overwrite,
+  return runner.run_stage(name, student_dir(workdir, name), "result.json", fingerprint, overwrite,
                    run)
 
 
@@ -414,4 +331,4 @@ def ensure_benchmark(config, task, workdir, teacher_result, student_result,
     io_utils.save_json_atomic(os.path.join(bench_dir, "bench.json"), result)
     return result
 
-  return run_stage("benchmark", bench_dir, "bench.json", fingerprint, overwrite, run)
+  return runner.run_stage("benchmark", bench_dir, "bench.json", fingerprint, overwrite, run)

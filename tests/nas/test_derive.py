@@ -7,7 +7,7 @@ import pytest
 from adabert_jax.data import batching
 from adabert_jax.errors import UserError
 from adabert_jax.nas import costs, derive, genotype, losses, ops, supernet, testing
-from conftest import load_config
+from tests.helpers import load_config
 
 CFG = supernet.SupernetConfig(hidden=16, k_max=3, num_nodes=3)
 

@@ -16,7 +16,7 @@ from adabert_jax.errors import UserError
 from adabert_jax.nas import genotype as genotype_lib, inputs, testing
 from adabert_jax.student import export, model
 
-from conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 PREDICT = os.path.join(REPO_ROOT, "experiments", "predict.py")
 HIDDEN, TEACHER_WIDTH, POSITIONS, MAX_LEN = 16, 24, 64, 32

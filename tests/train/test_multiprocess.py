@@ -1,7 +1,7 @@
 """Several processes as one run: 2 processes x 2 CPU devices on localhost (jax.distributed,
 gloo) against 1 process x 4 devices, a few search steps and a few student steps each.
 
-Tolerance: as tests/test_nas_multidevice.py's. The runs differ only in how the all-reduce of
+Tolerance: as tests/nas/test_multidevice.py's. The runs differ only in how the all-reduce of
 the gradients and loss means sums its 4 partial sums (in one process, or across two through
 gloo), a few float32 ulps per step; the random draws are bit-identical (one key, folded with
 the step, on every process).
@@ -18,9 +18,9 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
-WORKER = os.path.join(REPO_ROOT, "tests", "multiprocess_steps.py")
+WORKER = os.path.join(REPO_ROOT, "tests", "train", "train/multiprocess_steps.py")
 RTOL, ATOL = 1e-5, 1e-6
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 PIPELINE = os.path.join(REPO_ROOT, "experiments", "pipeline.py")
 

@@ -13,7 +13,7 @@ import pytest
 
 from adabert_jax.nas import genotype as genotype_lib, supernet, testing
 from adabert_jax.student import export, model
-from conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 
 def _searched(seed=0):

@@ -8,7 +8,7 @@ import pytest
 
 from adabert_jax.data import augment
 from adabert_jax.errors import UserError
-from conftest import load_config
+from tests.helpers import load_config
 
 TOKENS = ["[PAD]", "[CLS]", "[SEP]", "good", "great", "bad", "film", "movie", "##s", "a",
           "!", "fine", "[unused0]"]
@@ -79,7 +79,7 @@ def test_augment_split_is_copy_major_and_keeps_masks():
 def test_augmented_stage_labels_copies_with_the_teacher(tmp_path, tiny_bert_dir, tiny_splits):
   """The stage's labels and logits are the teacher's on the substituted ids, and the
   student trains on train + copies."""
-  from adabert_jax import stages
+  from adabert_jax.pipeline import stages
   from adabert_jax.data import tokenization
   from adabert_jax.teacher import finetune, probes
 

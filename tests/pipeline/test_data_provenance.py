@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 _WORDS = ("good great fine dull bad awful film movie plot actors story scenes the a very "
           "not quite").split()

@@ -1,6 +1,6 @@
 """A few search steps and a few student steps on every device of the run, as run_search and
-train_student set them up: run by tests/test_multiprocess.py in 1 process x 4 devices and in
-2 processes x 2 devices (this file is the worker: `python multiprocess_steps.py PROCESS_ID
+train_student set them up: run by tests/train/test_multiprocess.py in 1 process x 4 devices and in
+2 processes x 2 devices (this file is the worker: `python train/multiprocess_steps.py PROCESS_ID
 NUM_PROCESSES PORT OUT`), whose results must agree."""
 
 import os
@@ -98,7 +98,7 @@ def main(process_id: int, num_processes: int, port: int, out: str) -> None:
   os.environ["XLA_FLAGS"] = (f"--xla_force_host_platform_device_count="
                              f"{DEVICES // num_processes}")
   os.environ["JAX_PLATFORMS"] = "cpu"
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
   import jax
 
   from adabert_jax.train import distributed

