@@ -68,7 +68,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                       "2000; the search then reruns), or use --config.derive.method=alpha.")
 
 
-def stage_fingerprint(config: ml_collections.ConfigDict, search_result: dict) -> dict:
+def derive_fingerprint(config: ml_collections.ConfigDict, search_result: dict) -> dict:
   # The other derive fields do not change an alpha genotype; tie_se = 0 (off) is left out so
   # measured derives made before it existed are still reused.
   fields = (config.derive.to_dict() if config.derive.method == "measured"

@@ -74,7 +74,7 @@ _ADDED_LATER = {"holdout": 0, "depth_mix": "logits", "layer_kd_map": "ceil",
                 "temperature_schedule": "exponential"}
 
 
-def stage_fingerprint(config: ml_collections.ConfigDict, teacher_checkpoint_id: str) -> dict:
+def search_fingerprint(config: ml_collections.ConfigDict, teacher_checkpoint_id: str) -> dict:
   search_fields = {k: v for k, v in config.search.to_dict().items()
                    if k not in _ADDED_LATER or v != _ADDED_LATER[k]}
   if search_fields.get("temperature_schedule", "exponential") == "exponential":
@@ -277,7 +277,7 @@ def _finish(config, task, setup, state, history, cost_table, teacher_result, out
       "examples_per_s": round(steps_run * config.search.batch_size / max(elapsed, 1e-9), 1),
       "steps_per_epoch": steps_per_epoch,
       "train_examples": steps_per_epoch * config.search.batch_size,
-      "fingerprint": stage_fingerprint(config, teacher_result["checkpoint_id"]),
+      "fingerprint": search_fingerprint(config, teacher_result["checkpoint_id"]),
   }
   io_utils.save_json_atomic(os.path.join(out_dir, RESULT_FILE), result)
   return result

@@ -6,25 +6,29 @@ differing fields) unless --overwrite is given: a run directory never silently mi
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
 from typing import Any
 
+import jax
 import numpy as np
 
 from adabert_jax import io_utils
+from adabert_jax.data import batching, pipeline as data_pipeline
 from adabert_jax.errors import UserError
+from adabert_jax.eval import benchmark, compare
+from adabert_jax.nas import derive, genotype as genotype_lib, search
 from adabert_jax.pipeline import runner
-from adabert_jax.train import distributed
+from adabert_jax.student import export, model, onnx_export, train as student_train
+from adabert_jax.teacher import finetune, probes
+from adabert_jax.train import checkpoints, distributed, sharding
 
 
 def ensure_teacher(config, task, splits, workdir, overwrite=False) -> dict:
-  from adabert_jax.data import pipeline as data_pipeline
-  from adabert_jax.teacher import finetune
-
   data_files = data_pipeline.data_files(config, task)
-  fingerprint = finetune.stage_fingerprint(config, task, data_files)
+  fingerprint = finetune.teacher_fingerprint(config, task, data_files)
   runner.record_legacy_data_files(finetune.teacher_dir(workdir), fingerprint)
   distributed.barrier("recorded the teacher's data")
   return runner.run_stage("teacher", finetune.teacher_dir(workdir), finetune.RESULT_FILE,
@@ -36,9 +40,6 @@ def ensure_teacher(config, task, splits, workdir, overwrite=False) -> dict:
 def check_run_data(config, task, run_dir: str) -> dict[str, str]:
   """Refuses to score `run_dir`'s models on a task or data its teacher was not made from
   (evaluate, compare); returns the data's fingerprints for the record."""
-  from adabert_jax.data import pipeline as data_pipeline
-  from adabert_jax.teacher import finetune
-
   data_files = data_pipeline.data_files(config, task)
   path = os.path.join(finetune.teacher_dir(run_dir), "config.json")
   if not os.path.isfile(path):
@@ -63,8 +64,6 @@ def ensure_knowledge(config, task, splits, vocab, workdir, teacher_result,
                      overwrite=False) -> dict[str, Any]:
   """Probes + precompute (reused when they match the teacher); returns the knowledge of
   train and the main dev split, the embedding tables and the probes summary."""
-  from adabert_jax.teacher import finetune, probes
-
   kdir = probes.knowledge_dir(workdir)
   fingerprint = {"teacher_checkpoint_id": teacher_result["checkpoint_id"],
                  "vocab_hash": vocab.hash, "max_len": config.data.max_len,
@@ -91,8 +90,6 @@ def ensure_augmented(config, splits, vocab, workdir, teacher_result, knowledge,
                      overwrite=False) -> dict[str, np.ndarray] | None:
   """The augmented training copies with their knowledge (config.augment.copies > 0), made
   once per teacher and augment config; None when augmentation is off."""
-  from adabert_jax.teacher import finetune, probes
-
   if config.augment.copies <= 0:
     return None
   adir = probes.augment_dir(workdir)
@@ -119,9 +116,7 @@ def ensure_augmented(config, splits, vocab, workdir, teacher_result, knowledge,
 
 def ensure_search(config, task, splits, knowledge, workdir, teacher_result,
                   overwrite=False) -> dict:
-  from adabert_jax.nas import search
-
-  fingerprint = search.stage_fingerprint(config, teacher_result["checkpoint_id"])
+  fingerprint = search.search_fingerprint(config, teacher_result["checkpoint_id"])
   return runner.run_stage("search", search.search_dir(workdir), search.RESULT_FILE, fingerprint,
                    overwrite, lambda: search.run_search(
                        config, task, splits, knowledge["knowledge"],
@@ -131,12 +126,10 @@ def ensure_search(config, task, splits, knowledge, workdir, teacher_result,
 def ensure_derive(config, task, splits, knowledge, workdir, search_result,
                   overwrite=False) -> dict:
   """The discrete architecture of a finished search, by config.derive.method."""
-  from adabert_jax.nas import derive, search
-
   derive.check_config(config)
   setup = search.setup_from_config(config.search, task.is_pair)
   return runner.run_stage("derive", derive.derive_dir(workdir), derive.RESULT_FILE,
-                   derive.stage_fingerprint(config, search_result), overwrite,
+                   derive.derive_fingerprint(config, search_result), overwrite,
                    lambda: derive.run_derive(config, task, splits, knowledge["knowledge"],
                                              knowledge["emb_tables"], workdir, setup))
 
@@ -147,8 +140,6 @@ def student_dir(workdir: str, name: str = "student") -> str:
 
 def searched_genotype(workdir):
   """The derived genotype (ensure_derive) of the run in `workdir`."""
-  from adabert_jax.nas import derive, genotype as genotype_lib
-
   path = os.path.join(derive.derive_dir(workdir), "genotype.json")
   if not os.path.isfile(path):
     raise UserError(f"{path} is missing: the derive stage has not run in {workdir} "
@@ -158,9 +149,6 @@ def searched_genotype(workdir):
 
 def searched_params(workdir):
   """The final supernet params of a finished search (a full restore: only when needed)."""
-  from adabert_jax.nas import search
-  from adabert_jax.train import checkpoints
-
   return checkpoints.restore_pytree(os.path.join(search.search_dir(workdir), "final_params"))
 
 
@@ -176,13 +164,6 @@ def ensure_student(config, task, splits, knowledge, workdir, search_result, *, g
                    name="student", init=None, augmented=None, overwrite=False) -> dict:
   """Trains the student of the searched genotype (or of `geno`, for baselines), on train
   plus the `augmented` copies (ensure_augmented) when there are any."""
-  import jax
-
-  from adabert_jax.data import batching, pipeline as data_pipeline
-  from adabert_jax.nas import search
-  from adabert_jax.student import model, train as student_train
-  from adabert_jax.train import checkpoints
-
   init = init or config.student.init
   check_student_init(init)
   geno = geno or searched_genotype(workdir)
@@ -229,8 +210,6 @@ def ensure_baselines(config, task, splits, knowledge, workdir, search_result,
   on the searched genotype (student_scratch), on a random genotype of the same depth
   (random_arch), and on a plain CNN (a chain of conv3 in each cell) of the same depth
   (plain_cnn); `names` picks some of them."""
-  from adabert_jax.nas import genotype as genotype_lib
-
   check_baselines(names)
   searched = searched_genotype(workdir)
   shape = dict(depth=searched.depth, k_max=searched.k_max, num_nodes=searched.num_nodes,
@@ -246,8 +225,6 @@ def ensure_baselines(config, task, splits, knowledge, workdir, search_result,
 
 def load_student(workdir: str, name: str = "student"):
   """(genotype, exported params, result) of a trained student, from its export folder."""
-  from adabert_jax.student import export
-
   sdir = student_dir(workdir, name)
   if not os.path.isfile(os.path.join(sdir, "result.json")):
     raise UserError(f"{sdir} has no finished student (no result.json): run its training "
@@ -260,10 +237,6 @@ def load_student(workdir: str, name: str = "student"):
 def dev_comparisons(task, splits, knowledge, workdir, baseline_names=()) -> dict[str, dict]:
   """The student against the teacher and each baseline, paired on the main dev split's
   examples (eval/compare.py); the teacher's predictions are its precomputed dev logits."""
-  from adabert_jax.eval import compare
-  from adabert_jax.student import train as student_train
-  from adabert_jax.train import sharding
-
   dev = splits[task.main_dev_split]
   mesh = sharding.make_mesh(1)
 
@@ -282,11 +255,6 @@ def dev_comparisons(task, splits, knowledge, workdir, baseline_names=()) -> dict
 def serving_runtimes(workdir, student, teacher) -> list:
   """(name, batch -> logits) of the student in JAX and on onnxruntime (from its export
   folder; skipped when onnxruntime is not installed) and of the teacher."""
-  import importlib.util
-
-  from adabert_jax.eval import benchmark
-  from adabert_jax.student import export, onnx_export
-
   runtimes = [("student, JAX", benchmark.jitted_runtime(student.apply, student.params))]
   if importlib.util.find_spec("onnxruntime") is not None:
     onnx_logits = export.load_onnx(os.path.join(student_dir(workdir), export.EXPORT_DIR))
@@ -299,10 +267,6 @@ def serving_runtimes(workdir, student, teacher) -> list:
 def ensure_benchmark(config, task, workdir, teacher_result, student_result,
                      overwrite=False) -> dict:
   """Student, teacher and BERT-base timed in one run (see eval/benchmark.py)."""
-  from adabert_jax.eval import benchmark
-  from adabert_jax.student import model
-  from adabert_jax.teacher import finetune
-
   bench_dir = os.path.join(workdir, "bench")
   fingerprint = {"bench": config.bench.to_dict(), "student": student_result["genotype"],
                  "teacher": teacher_result["checkpoint_id"]}

@@ -32,7 +32,7 @@ def teacher_dir(workdir: str) -> str:
 
 
 # Settings that change how often state is saved, not what is learnt: outside the fingerprint.
-def stage_fingerprint(config: ml_collections.ConfigDict, task: Task,
+def teacher_fingerprint(config: ml_collections.ConfigDict, task: Task,
                       data_files: dict[str, str]) -> dict:
   """What the fine-tuned teacher depends on; a result with another one is stale.
 
@@ -204,7 +204,7 @@ def finetune(config: ml_collections.ConfigDict, task: Task,
       "resumed_from_step": start_step, "wall_time_s": round(elapsed, 1),
       "train_examples_per_s": round(
           (total_steps - start_step) * cfg.batch_size / max(elapsed, 1e-9), 1),
-      "fingerprint": stage_fingerprint(config, task, data_files),
+      "fingerprint": teacher_fingerprint(config, task, data_files),
   }
   # The id names the weights: the best step and its dev scores, not timings.
   identity = {k: result[k] for k in ("task", "model_dir", "best_step", "dev", "fingerprint")}
