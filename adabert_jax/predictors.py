@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import jax
 import numpy as np
 
-from adabert_jax import io_utils
+from adabert_jax import artefacts, io_utils
 from adabert_jax.data import batching, tokenization
 from adabert_jax.errors import UserError
 from adabert_jax.nas import inputs
@@ -143,8 +143,8 @@ class RunTeacher(Predictor):
     from adabert_jax import assets
     from adabert_jax.teacher import finetune
 
-    config_path = os.path.join(finetune.teacher_dir(workdir), "config.json")
-    if not os.path.isfile(os.path.join(finetune.teacher_dir(workdir), finetune.RESULT_FILE)):
+    config_path = os.path.join(artefacts.teacher_dir(workdir), artefacts.CONFIG_FILE)
+    if not os.path.isfile(os.path.join(artefacts.teacher_dir(workdir), artefacts.RESULT_FILE)):
       raise UserError(f"No fine-tuned teacher in {workdir} (--workdir): run the pipeline's "
                       "teacher stage first.")
     run_config = io_utils.load_json(config_path)

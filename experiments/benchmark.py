@@ -9,12 +9,11 @@ import os
 
 from absl import flags
 
-from adabert_jax import cli, io_utils
+from adabert_jax import artefacts, cli, io_utils
 from adabert_jax.pipeline import stages
 from adabert_jax.data import pipeline as data_pipeline
 from adabert_jax.errors import UserError
 from adabert_jax.eval import benchmark
-from adabert_jax.teacher import finetune
 
 _CONFIG = cli.define_config_flag(cli.default_config("paper"))
 
@@ -24,11 +23,11 @@ def main(argv):
   config = cli.config_with_flags(_CONFIG.value)
   workdir = cli.require_workdir()
   task = data_pipeline.task_from_config(config)
-  student_result = os.path.join(stages.student_dir(workdir), "result.json")
+  student_result = os.path.join(artefacts.student_dir(workdir), artefacts.RESULT_FILE)
   if not os.path.isfile(student_result):
     raise UserError(f"No trained student in {workdir}: run experiments/train_student.py.")
-  teacher = io_utils.load_json(os.path.join(finetune.teacher_dir(workdir),
-                                            finetune.RESULT_FILE))
+  teacher = io_utils.load_json(os.path.join(artefacts.teacher_dir(workdir),
+                                            artefacts.RESULT_FILE))
   bench = stages.ensure_benchmark(config, task, workdir, teacher,
                                   io_utils.load_json(student_result), flags.FLAGS.overwrite)
   print(benchmark.format_table(bench, tuple(m["name"] for m in bench["models"][1:])))

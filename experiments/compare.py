@@ -16,7 +16,7 @@ import os
 import numpy as np
 from absl import flags
 
-from adabert_jax import cli, io_utils
+from adabert_jax import artefacts, cli, io_utils
 from adabert_jax.pipeline import stages
 from adabert_jax.data import pipeline as data_pipeline
 from adabert_jax.errors import UserError
@@ -35,14 +35,14 @@ def predictions(spec: str, workdir: str, config, arrays, mesh) -> np.ndarray:
   dev score the model's run recorded (else it was evaluated on other data)."""
   run_dir, name = spec.rsplit(":", 1) if ":" in spec else (workdir, spec)
   if name == "teacher":
-    path = os.path.join(finetune.teacher_dir(run_dir), finetune.RESULT_FILE)
+    path = os.path.join(artefacts.teacher_dir(run_dir), artefacts.RESULT_FILE)
     if not os.path.isfile(path):
       raise UserError(f"--models={spec}: no fine-tuned teacher in {run_dir}.")
     teacher, params, result = finetune.load_finetuned(run_dir, config.teacher.checkpoint)
     pred = finetune.predict_logits(teacher, params, arrays, 64, config.data.max_len,
                                    mesh).argmax(-1)
   else:
-    if not os.path.isfile(os.path.join(stages.student_dir(run_dir, name), "result.json")):
+    if not os.path.isfile(os.path.join(artefacts.student_dir(run_dir, name), artefacts.RESULT_FILE)):
       raise UserError(f"--models={spec}: no trained model {name!r} in {run_dir}.")
     geno, params, result = stages.load_student(run_dir, name)
     pred = student_train.predict(params, geno, arrays, None, 64, mesh)

@@ -10,7 +10,7 @@ import os
 
 from absl import flags
 
-from adabert_jax import cli, io_utils
+from adabert_jax import artefacts, cli, io_utils
 from adabert_jax.pipeline import stages
 from adabert_jax.data import pipeline as data_pipeline
 from adabert_jax.errors import UserError
@@ -31,16 +31,16 @@ def main(argv):
   mesh = sharding.make_mesh(1)
   metrics = {}
   if which == "teacher":
-    if not os.path.isfile(os.path.join(finetune.teacher_dir(workdir), finetune.RESULT_FILE)):
+    if not os.path.isfile(os.path.join(artefacts.teacher_dir(workdir), artefacts.RESULT_FILE)):
       raise UserError(f"No fine-tuned teacher in {workdir} (--workdir).")
     teacher, params, _ = finetune.load_finetuned(workdir, config.teacher.checkpoint)
     for split in task.dev_splits:
       metrics[split] = finetune.evaluate(teacher, params, task, splits[split], 64,
                                          config.data.max_len, mesh)
-    out_dir = finetune.teacher_dir(workdir)
+    out_dir = artefacts.teacher_dir(workdir)
   else:
-    out_dir = stages.student_dir(workdir, which)
-    if not os.path.isfile(os.path.join(out_dir, "result.json")):
+    out_dir = artefacts.student_dir(workdir, which)
+    if not os.path.isfile(os.path.join(out_dir, artefacts.RESULT_FILE)):
       raise UserError(f"No trained model {which!r} in {workdir} (--model, --workdir).")
     geno, params, _ = stages.load_student(workdir, which)
     for split in task.dev_splits:

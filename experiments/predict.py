@@ -22,8 +22,7 @@ import sys
 
 from absl import flags
 
-from adabert_jax import cli, predictors
-from adabert_jax.pipeline import stages
+from adabert_jax import artefacts, cli, predictors
 from adabert_jax.data import custom, sources, text_files
 from adabert_jax.data.tasks import get_task
 from adabert_jax.errors import UserError
@@ -59,7 +58,7 @@ def load_predictor() -> predictors.Predictor:
     return predictors.Student.load(f.export_dir, f.runtime)
   if f.model == "teacher":
     return predictors.RunTeacher(f.workdir)
-  folder = os.path.join(stages.student_dir(f.workdir, f.model), export.EXPORT_DIR)
+  folder = os.path.join(artefacts.student_dir(f.workdir, f.model), artefacts.EXPORT_DIR)
   if not os.path.isfile(os.path.join(folder, export.MANIFEST)):
     raise UserError(f"{folder} does not exist: the {f.model!r} of {f.workdir} has not "
                     "finished training (--workdir, --model).")

@@ -17,7 +17,7 @@ import os
 import jax.numpy as jnp
 from absl import flags
 
-from adabert_jax import cli, io_utils
+from adabert_jax import artefacts, cli, io_utils
 from adabert_jax.pipeline import runner, stages
 from adabert_jax.data import pipeline as data_pipeline
 from adabert_jax.errors import UserError
@@ -35,8 +35,8 @@ def main(argv):
   del argv
   config = cli.config_with_flags(_CONFIG.value)
   workdir = cli.require_workdir()
-  search_dir = search.search_dir(workdir)
-  params_dir = os.path.join(search_dir, "final_params")
+  search_dir = artefacts.search_dir(workdir)
+  params_dir = os.path.join(search_dir, artefacts.FINAL_PARAMS)
   if not os.path.isdir(params_dir):
     raise UserError(f"No finished search in {workdir} ({params_dir} is missing): run "
                     "experiments/search.py with the same flags first.")
@@ -57,7 +57,7 @@ def main(argv):
   task, splits, vocab = data_pipeline.load_task_data(config)
   teacher = stages.ensure_teacher(config, task, splits, workdir)
   fingerprint = search.search_fingerprint(config, teacher["checkpoint_id"])
-  if runner.done(search_dir, search.RESULT_FILE, fingerprint) is None:
+  if runner.done(search_dir, artefacts.RESULT_FILE, fingerprint) is None:
     diff = runner.fingerprint_diff(
         io_utils.load_json(os.path.join(search_dir, "config.json")), fingerprint)
     if not diff:

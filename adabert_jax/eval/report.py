@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from adabert_jax import io_utils
+from adabert_jax import artefacts, io_utils
 from adabert_jax.data.tasks import Task
 from adabert_jax import plots
 
@@ -56,8 +56,8 @@ def build_report(task: Task, workdir: str, teacher: dict, knowledge_summary: dic
              "params": r["params"]} for r, score in zip(bench["models"], _scores(results))]
   plots.plot_accuracy_latency(points, task.metric,
                               os.path.join(workdir, "accuracy_latency.png"))
-  io_utils.save_json_atomic(os.path.join(workdir, "results.json"), results)
-  io_utils.save_text_atomic(os.path.join(workdir, "report.md"),
+  io_utils.save_json_atomic(os.path.join(workdir, artefacts.RESULTS_FILE), results)
+  io_utils.save_text_atomic(os.path.join(workdir, artefacts.REPORT_FILE),
                             render_markdown(task, results, bench, knowledge_summary, derived))
   return results
 

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from adabert_jax import io_utils
+from adabert_jax import artefacts, io_utils
 from adabert_jax.data import batching
 from adabert_jax.data.tasks import Task
 from adabert_jax.errors import UserError
@@ -49,11 +49,6 @@ from adabert_jax.nas.supernet import NUM_INPUT_NODES
 from adabert_jax.train import sharding
 
 METHODS = ("alpha", "measured")
-RESULT_FILE = "result.json"
-
-
-def derive_dir(workdir: str) -> str:
-  return os.path.join(workdir, "derive")
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -260,18 +255,18 @@ def run_derive(config: ml_collections.ConfigDict, task: Task,
   from adabert_jax.nas import search
   from adabert_jax.train import checkpoints
 
-  out_dir = derive_dir(workdir)
+  out_dir = artefacts.derive_dir(workdir)
   os.makedirs(out_dir, exist_ok=True)
   start = time.time()
-  search_result = io_utils.load_json(os.path.join(search.search_dir(workdir),
-                                                  search.RESULT_FILE))
+  search_result = io_utils.load_json(os.path.join(artefacts.search_dir(workdir),
+                                                  artefacts.RESULT_FILE))
   alpha_genotype = genotype_lib.Genotype.from_json(json.dumps(search_result["genotype"]))
   result: dict[str, Any] = {"method": config.derive.method,
                             "alpha_genotype": json.loads(alpha_genotype.to_json())}
   geno = alpha_genotype
   if config.derive.method == "measured":
-    params = checkpoints.restore_pytree(os.path.join(search.search_dir(workdir),
-                                                     "final_params"))
+    params = checkpoints.restore_pytree(os.path.join(artefacts.search_dir(workdir),
+                                                     artefacts.FINAL_PARAMS))
     _, held = search.search_and_holdout(config, splits, knowledge)
     emb = {k: jnp.asarray(v) for k, v in emb_tables.items()}
     geno, best, evaluated = measured_derive(config, params, emb, held, alpha_genotype,
@@ -284,11 +279,11 @@ def run_derive(config: ml_collections.ConfigDict, task: Task,
                                                  if "paired_se" in chosen else ())},
                   best_objective_genotype=json.loads(best.to_json()),
                   evaluated=evaluated)
-  geno.save(os.path.join(out_dir, "genotype.json"))
+  geno.save(os.path.join(out_dir, artefacts.GENOTYPE_FILE))
   plots.plot_cell(geno.ops, geno.num_nodes, geno.depth, os.path.join(out_dir, "cell.png"),
                   title=f"{task.name}: derived cell ({config.derive.method}), K = {geno.depth}")
   result.update(genotype=json.loads(geno.to_json()), wall_time_s=round(time.time() - start, 1))
-  io_utils.save_json_atomic(os.path.join(out_dir, RESULT_FILE), result)
+  io_utils.save_json_atomic(os.path.join(out_dir, artefacts.RESULT_FILE), result)
   return result
 
 

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from adabert_jax import io_utils
+from adabert_jax import artefacts, io_utils
 from adabert_jax.data import batching
 from adabert_jax.data.tasks import Task
 from adabert_jax.errors import UserError
@@ -31,11 +31,6 @@ from adabert_jax.nas import (costs, genotype as genotype_lib, inputs, losses, op
                              supernet)
 from adabert_jax.train import checkpoints, loop, progress, sharding
 
-RESULT_FILE = "result.json"
-
-
-def search_dir(workdir: str) -> str:
-  return os.path.join(workdir, "search")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +144,7 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
   """Runs (or resumes) the search; returns result.json's content."""
   cfg = config.search
   setup = setup_from_config(cfg, task.is_pair)
-  out_dir = search_dir(workdir)
+  out_dir = artefacts.search_dir(workdir)
   os.makedirs(out_dir, exist_ok=True)
   mesh = sharding.make_mesh()
   sharding.check_batch_size(cfg.batch_size, mesh, "search.batch_size")
@@ -264,7 +259,7 @@ def _finish(config, task, setup, state, history, cost_table, teacher_result, out
                              np.array([h["op_probs"] for h in history]),
                              np.array([h["depth_probs"] for h in history]), ops.OP_NAMES,
                              os.path.join(out_dir, "alpha.png"))
-  checkpoints.save_pytree(os.path.join(out_dir, "final_params"), state.params)
+  checkpoints.save_pytree(os.path.join(out_dir, artefacts.FINAL_PARAMS), state.params)
   result = {
       "task": task.name, "genotype": json.loads(geno.to_json()),
       "op_probs": genotype_lib.op_probabilities(arch).round(4).tolist(),
@@ -279,7 +274,7 @@ def _finish(config, task, setup, state, history, cost_table, teacher_result, out
       "train_examples": steps_per_epoch * config.search.batch_size,
       "fingerprint": search_fingerprint(config, teacher_result["checkpoint_id"]),
   }
-  io_utils.save_json_atomic(os.path.join(out_dir, RESULT_FILE), result)
+  io_utils.save_json_atomic(os.path.join(out_dir, artefacts.RESULT_FILE), result)
   return result
 
 

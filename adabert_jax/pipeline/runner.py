@@ -10,7 +10,7 @@ import shutil
 import sys
 from typing import Any, Callable
 
-from adabert_jax import io_utils
+from adabert_jax import artefacts, io_utils
 from adabert_jax.errors import UserError
 from adabert_jax.train import distributed
 
@@ -35,7 +35,7 @@ def check_or_claim(stage_dir: str, fingerprint: dict, overwrite: bool) -> None:
   it with overwrite=True), then records the fingerprint in <stage_dir>/config.json.
   In a multi-process run every process decides from what it read before any of them
   writes (the first barrier), and process 0 alone writes."""
-  path = os.path.join(stage_dir, "config.json")
+  path = os.path.join(stage_dir, artefacts.CONFIG_FILE)
   diff = fingerprint_diff(io_utils.load_json(path), fingerprint) if os.path.isfile(path) \
       else None
   if diff and not overwrite:
@@ -57,7 +57,7 @@ def check_or_claim(stage_dir: str, fingerprint: dict, overwrite: bool) -> None:
 def done(stage_dir: str, result_file: str, fingerprint: dict) -> dict | None:
   """The stage's result if it finished under this fingerprint, else None."""
   path = os.path.join(stage_dir, result_file)
-  config_path = os.path.join(stage_dir, "config.json")
+  config_path = os.path.join(stage_dir, artefacts.CONFIG_FILE)
   if not (os.path.isfile(path) and os.path.isfile(config_path)):
     return None
   if fingerprint_diff(io_utils.load_json(config_path), fingerprint):
@@ -85,7 +85,7 @@ def record_legacy_data_files(stage_dir: str, fingerprint: dict) -> None:
   """A teacher made before stages recorded their data (no "data_files" in its config.json)
   cannot be checked against it: it is taken as made from today's data, said once on
   stderr, and the record is added so every later run checks it."""
-  path = os.path.join(stage_dir, "config.json")
+  path = os.path.join(stage_dir, artefacts.CONFIG_FILE)
   if not os.path.isfile(path):
     return
   old = io_utils.load_json(path)

@@ -15,7 +15,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from adabert_jax import io_utils
+from adabert_jax import artefacts, io_utils
 from adabert_jax.data import batching, pipeline as data_pipeline
 from adabert_jax.errors import UserError
 from adabert_jax.eval import benchmark, compare
@@ -29,9 +29,9 @@ from adabert_jax.train import checkpoints, distributed, sharding
 def ensure_teacher(config, task, splits, workdir, overwrite=False) -> dict:
   data_files = data_pipeline.data_files(config, task)
   fingerprint = finetune.teacher_fingerprint(config, task, data_files)
-  runner.record_legacy_data_files(finetune.teacher_dir(workdir), fingerprint)
+  runner.record_legacy_data_files(artefacts.teacher_dir(workdir), fingerprint)
   distributed.barrier("recorded the teacher's data")
-  return runner.run_stage("teacher", finetune.teacher_dir(workdir), finetune.RESULT_FILE,
+  return runner.run_stage("teacher", artefacts.teacher_dir(workdir), artefacts.RESULT_FILE,
                    fingerprint, overwrite,
                    lambda: finetune.finetune(config, task, splits, workdir,
                                              data_files=data_files))
@@ -41,7 +41,7 @@ def check_run_data(config, task, run_dir: str) -> dict[str, str]:
   """Refuses to score `run_dir`'s models on a task or data its teacher was not made from
   (evaluate, compare); returns the data's fingerprints for the record."""
   data_files = data_pipeline.data_files(config, task)
-  path = os.path.join(finetune.teacher_dir(run_dir), "config.json")
+  path = os.path.join(artefacts.teacher_dir(run_dir), artefacts.CONFIG_FILE)
   if not os.path.isfile(path):
     raise UserError(f"No fine-tuned teacher in {run_dir} (--workdir): nothing to score.")
   made = io_utils.load_json(path)
@@ -64,7 +64,7 @@ def ensure_knowledge(config, task, splits, vocab, workdir, teacher_result,
                      overwrite=False) -> dict[str, Any]:
   """Probes + precompute (reused when they match the teacher); returns the knowledge of
   train and the main dev split, the embedding tables and the probes summary."""
-  kdir = probes.knowledge_dir(workdir)
+  kdir = artefacts.knowledge_dir(workdir)
   fingerprint = {"teacher_checkpoint_id": teacher_result["checkpoint_id"],
                  "vocab_hash": vocab.hash, "max_len": config.data.max_len,
                  "probes": config.probes.to_dict(), "seed": config.seed}
@@ -73,10 +73,10 @@ def ensure_knowledge(config, task, splits, vocab, workdir, teacher_result,
     teacher, params, _ = finetune.load_finetuned(workdir, config.teacher.checkpoint)
     summary = probes.run_precompute(config, task, splits, vocab.hash, teacher, params,
                                     teacher_result, workdir)
-    io_utils.save_json_atomic(os.path.join(kdir, "result.json"), summary)
+    io_utils.save_json_atomic(os.path.join(kdir, artefacts.RESULT_FILE), summary)
     return summary
 
-  summary = runner.run_stage("precompute", kdir, "result.json", fingerprint, overwrite, compute)
+  summary = runner.run_stage("precompute", kdir, artefacts.RESULT_FILE, fingerprint, overwrite, compute)
   knowledge = {}
   for split in ("train", task.main_dev_split):
     meta = probes.knowledge_meta(teacher_result, vocab.hash, config.data.max_len, split,
@@ -92,7 +92,7 @@ def ensure_augmented(config, splits, vocab, workdir, teacher_result, knowledge,
   once per teacher and augment config; None when augmentation is off."""
   if config.augment.copies <= 0:
     return None
-  adir = probes.augment_dir(workdir)
+  adir = artefacts.augment_dir(workdir)
   fingerprint = {"teacher_checkpoint_id": teacher_result["checkpoint_id"],
                  "vocab_hash": vocab.hash, "max_len": config.data.max_len,
                  "augment": config.augment.to_dict(), "seed": config.seed,
@@ -104,20 +104,20 @@ def ensure_augmented(config, splits, vocab, workdir, teacher_result, knowledge,
     summary = probes.run_augmentation(config, splits["train"], vocab.path, vocab.hash,
                                       teacher, params, knowledge["emb_tables"]["word"],
                                       teacher_result, workdir)
-    io_utils.save_json_atomic(os.path.join(adir, "result.json"), summary)
+    io_utils.save_json_atomic(os.path.join(adir, artefacts.RESULT_FILE), summary)
     return summary
 
-  summary = runner.run_stage("augment", adir, "result.json", fingerprint, overwrite, compute)
+  summary = runner.run_stage("augment", adir, artefacts.RESULT_FILE, fingerprint, overwrite, compute)
   meta = probes.augmented_meta(teacher_result, vocab.hash, config.data.max_len,
                                summary["examples"], config.augment)
-  return probes.load_augmented(os.path.join(adir, probes.AUGMENTED_FILE), splits["train"],
+  return probes.load_augmented(os.path.join(adir, artefacts.AUGMENTED_FILE), splits["train"],
                                meta)
 
 
 def ensure_search(config, task, splits, knowledge, workdir, teacher_result,
                   overwrite=False) -> dict:
   fingerprint = search.search_fingerprint(config, teacher_result["checkpoint_id"])
-  return runner.run_stage("search", search.search_dir(workdir), search.RESULT_FILE, fingerprint,
+  return runner.run_stage("search", artefacts.search_dir(workdir), artefacts.RESULT_FILE, fingerprint,
                    overwrite, lambda: search.run_search(
                        config, task, splits, knowledge["knowledge"],
                        knowledge["emb_tables"], teacher_result, workdir))
@@ -128,19 +128,15 @@ def ensure_derive(config, task, splits, knowledge, workdir, search_result,
   """The discrete architecture of a finished search, by config.derive.method."""
   derive.check_config(config)
   setup = search.setup_from_config(config.search, task.is_pair)
-  return runner.run_stage("derive", derive.derive_dir(workdir), derive.RESULT_FILE,
+  return runner.run_stage("derive", artefacts.derive_dir(workdir), artefacts.RESULT_FILE,
                    derive.derive_fingerprint(config, search_result), overwrite,
                    lambda: derive.run_derive(config, task, splits, knowledge["knowledge"],
                                              knowledge["emb_tables"], workdir, setup))
 
 
-def student_dir(workdir: str, name: str = "student") -> str:
-  return os.path.join(workdir, name)
-
-
 def searched_genotype(workdir):
   """The derived genotype (ensure_derive) of the run in `workdir`."""
-  path = os.path.join(derive.derive_dir(workdir), "genotype.json")
+  path = os.path.join(artefacts.derive_dir(workdir), artefacts.GENOTYPE_FILE)
   if not os.path.isfile(path):
     raise UserError(f"{path} is missing: the derive stage has not run in {workdir} "
                     "(experiments/pipeline.py or train_student.py runs it).")
@@ -149,7 +145,7 @@ def searched_genotype(workdir):
 
 def searched_params(workdir):
   """The final supernet params of a finished search (a full restore: only when needed)."""
-  return checkpoints.restore_pytree(os.path.join(search.search_dir(workdir), "final_params"))
+  return checkpoints.restore_pytree(os.path.join(artefacts.search_dir(workdir), artefacts.FINAL_PARAMS))
 
 
 STUDENT_INITS = ("inherit", "scratch")
@@ -188,10 +184,10 @@ def ensure_student(config, task, splits, knowledge, workdir, search_result, *, g
       train = {k: np.concatenate([train[k], augmented[k]]) for k in train}
     return student_train.train_student(config, task, geno, params, train,
                                        splits[task.main_dev_split], knowledge["emb_tables"],
-                                       student_dir(workdir, name), name,
+                                       artefacts.student_dir(workdir, name), name,
                                        vocab=data_pipeline.teacher_vocab(config))
 
-  return runner.run_stage(name, student_dir(workdir, name), "result.json", fingerprint, overwrite,
+  return runner.run_stage(name, artefacts.student_dir(workdir, name), artefacts.RESULT_FILE, fingerprint, overwrite,
                    run)
 
 
@@ -225,12 +221,12 @@ def ensure_baselines(config, task, splits, knowledge, workdir, search_result,
 
 def load_student(workdir: str, name: str = "student"):
   """(genotype, exported params, result) of a trained student, from its export folder."""
-  sdir = student_dir(workdir, name)
-  if not os.path.isfile(os.path.join(sdir, "result.json")):
+  sdir = artefacts.student_dir(workdir, name)
+  if not os.path.isfile(os.path.join(sdir, artefacts.RESULT_FILE)):
     raise UserError(f"{sdir} has no finished student (no result.json): run its training "
                     "first (pipeline.py or train_student.py with this --workdir).")
-  result = io_utils.load_json(os.path.join(sdir, "result.json"))
-  params, geno, _, _ = export.load_export(os.path.join(sdir, export.EXPORT_DIR))
+  result = io_utils.load_json(os.path.join(sdir, artefacts.RESULT_FILE))
+  params, geno, _, _ = export.load_export(os.path.join(sdir, artefacts.EXPORT_DIR))
   return geno, params, result
 
 
@@ -257,7 +253,7 @@ def serving_runtimes(workdir, student, teacher) -> list:
   folder; skipped when onnxruntime is not installed) and of the teacher."""
   runtimes = [("student, JAX", benchmark.jitted_runtime(student.apply, student.params))]
   if importlib.util.find_spec("onnxruntime") is not None:
-    onnx_logits = export.load_onnx(os.path.join(student_dir(workdir), export.EXPORT_DIR))
+    onnx_logits = export.load_onnx(os.path.join(artefacts.student_dir(workdir), artefacts.EXPORT_DIR))
     runtimes.append(("student, onnxruntime", lambda batch: onnx_logits(
         *(batch[name] for name in onnx_export.INPUT_NAMES))))
   runtimes.append(("teacher, JAX", benchmark.jitted_runtime(teacher.apply, teacher.params)))
@@ -267,7 +263,7 @@ def serving_runtimes(workdir, student, teacher) -> list:
 def ensure_benchmark(config, task, workdir, teacher_result, student_result,
                      overwrite=False) -> dict:
   """Student, teacher and BERT-base timed in one run (see eval/benchmark.py)."""
-  bench_dir = os.path.join(workdir, "bench")
+  bench_dir = artefacts.bench_dir(workdir)
   fingerprint = {"bench": config.bench.to_dict(), "student": student_result["genotype"],
                  "teacher": teacher_result["checkpoint_id"]}
 
@@ -292,7 +288,7 @@ def ensure_benchmark(config, task, workdir, teacher_result, student_result,
       result["serving"] = benchmark.serving(
           serving_runtimes(workdir, models[0], models[1]), config.bench.batch_size, max_len,
           config.bench.serving_requests, pair=task.is_pair)
-    io_utils.save_json_atomic(os.path.join(bench_dir, "bench.json"), result)
+    io_utils.save_json_atomic(os.path.join(bench_dir, artefacts.BENCH_FILE), result)
     return result
 
-  return runner.run_stage("benchmark", bench_dir, "bench.json", fingerprint, overwrite, run)
+  return runner.run_stage("benchmark", bench_dir, artefacts.BENCH_FILE, fingerprint, overwrite, run)

@@ -46,7 +46,6 @@ from adabert_jax.student import model as student_model, onnx_export
 FORMAT = "adabert-jax-student"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-EXPORT_DIR = "export"  # a trained student's folder under its run directory
 FILES = ("model.json", "params.npz", "model.stablehlo", "model.onnx", "vocab.txt",
          "tokenizer_config.json")
 

@@ -13,7 +13,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from adabert_jax import array_utils, io_utils
+from adabert_jax import array_utils, artefacts, io_utils
 from adabert_jax.data import batching
 from adabert_jax.data.tasks import Task
 from adabert_jax.data import metrics as metrics_lib
@@ -164,7 +164,7 @@ def train_student(config: ml_collections.ConfigDict, task: Task, geno: Genotype,
     checkpoints.save_pytree(os.path.join(out_dir, "params"), params)
   best_params = checkpoints.restore_pytree(os.path.join(out_dir, "params"))
   exported = model.export(best_params, emb_tables)
-  export.write_export(os.path.join(out_dir, export.EXPORT_DIR), exported, geno, task, vocab,
+  export.write_export(os.path.join(out_dir, artefacts.EXPORT_DIR), exported, geno, task, vocab,
                       config.data.max_len)
   result = {"name": name, "task": task.name, "genotype": json.loads(geno.to_json()),
             "dev": best["dev"], "best_epoch": best["epoch"], "epochs": cfg.epochs,
@@ -172,7 +172,7 @@ def train_student(config: ml_collections.ConfigDict, task: Task, geno: Genotype,
             "params_exported": array_utils.count_params(exported),
             "params_training": array_utils.count_params(best_params),
             "wall_time_s": round(time.time() - start, 1), "resumed_from_step": start_step}
-  io_utils.save_json_atomic(os.path.join(out_dir, "result.json"), result)
+  io_utils.save_json_atomic(os.path.join(out_dir, artefacts.RESULT_FILE), result)
   # The training states only served a resume; the student is done.
   io_utils.remove(ring.directory)
   return result

@@ -16,19 +16,13 @@ import ml_collections
 import numpy as np
 import optax
 
-from adabert_jax import io_utils
+from adabert_jax import artefacts, io_utils
 from adabert_jax.data import batching
 from adabert_jax.data.tasks import Task
 from adabert_jax.data import metrics as metrics_lib
 from adabert_jax.teacher import bert
 from adabert_jax.train import checkpoints, loop, progress, sharding
 
-RESULT_FILE = "result.json"
-BEST_FILE = "best.json"
-
-
-def teacher_dir(workdir: str) -> str:
-  return os.path.join(workdir, "teacher")
 
 
 # Settings that change how often state is saved, not what is learnt: outside the fingerprint.
@@ -111,7 +105,7 @@ def _resume(ring: checkpoints.CheckpointRing, state: dict, out_dir: str
   best.json: replaying from the ring's step reaches the same dev score again and rewrites
   both. The log keeps only what happened up to the restored step.
   """
-  best_path = os.path.join(out_dir, BEST_FILE)
+  best_path = os.path.join(out_dir, artefacts.BEST_FILE)
   log_path = os.path.join(out_dir, "log.jsonl")
   restored = ring.restore_latest(state)
   if restored is None:
@@ -134,7 +128,7 @@ def finetune(config: ml_collections.ConfigDict, task: Task,
   checkpoints/ and ends with the same parameters as an uninterrupted run.
   """
   cfg = config.teacher
-  out_dir = teacher_dir(workdir)
+  out_dir = artefacts.teacher_dir(workdir)
   os.makedirs(out_dir, exist_ok=True)
   key = jax.random.key(config.seed)
   init_key, data_key, dropout_key = jax.random.split(key, 3)
@@ -187,7 +181,7 @@ def finetune(config: ml_collections.ConfigDict, task: Task,
     if dev_metrics["score"] > best["score"]:
       best = {"score": dev_metrics["score"], "step": step, "epoch": epoch, "dev": dev_metrics}
       checkpoints.save_pytree(os.path.join(out_dir, "best"), state["params"])
-      io_utils.save_json_atomic(os.path.join(out_dir, BEST_FILE), best)
+      io_utils.save_json_atomic(os.path.join(out_dir, artefacts.BEST_FILE), best)
 
   loop.run(state, step, schedule, bar=bar, ring=ring, on_step=on_step, on_eval=on_eval,
            batches=lambda epoch, in_epoch: batching.epoch_batches(
@@ -210,7 +204,7 @@ def finetune(config: ml_collections.ConfigDict, task: Task,
   identity = {k: result[k] for k in ("task", "model_dir", "best_step", "dev", "fingerprint")}
   result["checkpoint_id"] = hashlib.sha256(
       json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
-  io_utils.save_json_atomic(os.path.join(out_dir, RESULT_FILE), result)
+  io_utils.save_json_atomic(os.path.join(out_dir, artefacts.RESULT_FILE), result)
   # The training states only serve a resume; a finished teacher needs best/ alone.
   io_utils.remove(ring.directory)
   return result
@@ -219,8 +213,8 @@ def finetune(config: ml_collections.ConfigDict, task: Task,
 def load_finetuned(workdir: str, checkpoint: str, key: jax.Array | None = None
                    ) -> tuple[bert.Teacher, Any, dict]:
   """The fine-tuned teacher of a run directory: (teacher, params, result.json)."""
-  out_dir = teacher_dir(workdir)
-  result = io_utils.load_json(os.path.join(out_dir, RESULT_FILE))
+  out_dir = artefacts.teacher_dir(workdir)
+  result = io_utils.load_json(os.path.join(out_dir, artefacts.RESULT_FILE))
   teacher, params, _ = bert.load_teacher(checkpoint, result["num_classes"],
                                          key if key is not None else jax.random.key(0))
   params = checkpoints.restore_pytree(os.path.join(out_dir, "best"), params)

@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from adabert_jax import io_utils
+from adabert_jax import artefacts, io_utils
 from adabert_jax.data import batching
 from adabert_jax.data.tasks import Task
 from adabert_jax.errors import UserError
@@ -27,10 +27,6 @@ from adabert_jax.teacher import bert
 from adabert_jax.train import distributed, progress, sharding
 
 KNOWLEDGE_FORMAT = 1
-
-
-def knowledge_dir(workdir: str) -> str:
-  return os.path.join(workdir, "knowledge")
 
 
 # ---------------------------------------------------------------------------------------
@@ -192,7 +188,7 @@ def run_precompute(config: ml_collections.ConfigDict, task: Task,
   """Probes + precompute for a fine-tuned teacher. Writes <workdir>/knowledge/:
   {train,<dev>}.npz (teacher and probe logits), embeddings.npz, probes.json, probes.png."""
   cfg = config.probes
-  out_dir = knowledge_dir(workdir)
+  out_dir = artefacts.knowledge_dir(workdir)
   os.makedirs(out_dir, exist_ok=True)
   log = progress.MetricsLog(os.path.join(out_dir, "log.jsonl"))
   mesh = sharding.make_mesh()
@@ -258,11 +254,6 @@ def format_probe_table(rows: list[dict]) -> str:
 # Augmented training data, labelled by the teacher and its probes.
 # ---------------------------------------------------------------------------------------
 
-AUGMENTED_FILE = "augmented.npz"
-
-
-def augment_dir(workdir: str) -> str:
-  return os.path.join(workdir, "augment")
 
 
 def augmented_meta(teacher_result: dict, vocab_hash: str, max_len: int, num_examples: int,
@@ -305,9 +296,9 @@ def run_augmentation(config: ml_collections.ConfigDict, train: dict[str, np.ndar
   from adabert_jax.data import augment
 
   cfg = config.augment
-  out_dir = augment_dir(workdir)
+  out_dir = artefacts.augment_dir(workdir)
   os.makedirs(out_dir, exist_ok=True)
-  probes = io_utils.load_npz(os.path.join(knowledge_dir(workdir), "probes.npz"))
+  probes = io_utils.load_npz(os.path.join(artefacts.knowledge_dir(workdir), "probes.npz"))
   tokens = augment.read_vocab_tokens(vocab_path)
   if len(tokens) != word_table.shape[0]:
     raise UserError(f"{vocab_path} has {len(tokens)} entries but the teacher's word table "
@@ -327,7 +318,7 @@ def run_augmentation(config: ml_collections.ConfigDict, train: dict[str, np.ndar
       batch_size=config.probes.batch_size, max_len=config.data.max_len)
   meta = augmented_meta(teacher_result, vocab_hash, config.data.max_len, n, cfg)
   labels = logits.argmax(-1).astype(np.int32)
-  io_utils.save_npz_atomic(os.path.join(out_dir, AUGMENTED_FILE), {
+  io_utils.save_npz_atomic(os.path.join(out_dir, artefacts.AUGMENTED_FILE), {
       "input_ids": copies["input_ids"], "source": copies["source"], "label": labels,
       "teacher_logits": logits.astype(np.float32),
       "probe_logits": layer_logits.astype(np.float32),

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from adabert_jax import artefacts
 from adabert_jax.data import augment
 from adabert_jax.errors import UserError
 from tests.helpers import load_config
@@ -108,7 +109,7 @@ def test_augmented_stage_labels_copies_with_the_teacher(tmp_path, tiny_bert_dir,
   np.testing.assert_array_equal(aug["label"], aug["teacher_logits"].argmax(-1))
   assert aug["probe_logits"].shape == (2 * n, model.num_layers + 1, task.num_classes)
   # Copies made for another teacher are refused, naming the file.
-  path = os.path.join(workdir, "augment", probes.AUGMENTED_FILE)
+  path = os.path.join(workdir, "augment", artefacts.AUGMENTED_FILE)
   meta = probes.augmented_meta({**teacher, "checkpoint_id": "another"}, vocab.hash, 32,
                                2 * n, config.augment)
   with pytest.raises(UserError, match="augmented.npz does not belong to this run"):

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from adabert_jax import UserError, array_utils
+from adabert_jax import UserError, array_utils, artefacts
 from adabert_jax.teacher import bert, finetune, probes
 from adabert_jax.train import sharding
 from tests.helpers import load_config
@@ -124,7 +124,7 @@ def test_precompute_equals_a_direct_forward_pass(finetuned):
   teacher, params, result = finetune.load_finetuned(workdir, config.teacher.checkpoint)
   summary = probes.run_precompute(config, task, splits, "vocabhash", teacher, params,
                                   result, workdir)
-  kdir = probes.knowledge_dir(workdir)
+  kdir = artefacts.knowledge_dir(workdir)
   meta = probes.knowledge_meta(result, "vocabhash", 32, "train", 64)
   knowledge = probes.load_knowledge(os.path.join(kdir, "train.npz"), meta)
   chex.assert_shape(knowledge["teacher_logits"], (64, 2))
@@ -149,7 +149,7 @@ def test_precompute_equals_a_direct_forward_pass(finetuned):
                                          ("max_len", 64), ("vocab_hash", "other")])
 def test_stale_knowledge_is_refused(finetuned, field, value):
   config, task, splits, workdir, result = finetuned
-  path = os.path.join(probes.knowledge_dir(workdir), "dev.npz")
+  path = os.path.join(artefacts.knowledge_dir(workdir), "dev.npz")
   if not os.path.isfile(path):
     pytest.skip("needs the precompute test's output")
   meta = probes.knowledge_meta(result, "vocabhash", 32, "dev", 24)

@@ -1,6 +1,6 @@
 """A few search steps and a few student steps on every device of the run, as run_search and
 train_student set them up: run by tests/train/test_multiprocess.py in 1 process x 4 devices and in
-2 processes x 2 devices (this file is the worker: `python train/multiprocess_steps.py PROCESS_ID
+2 processes x 2 devices (this file is the worker: `python tests/train/multiprocess_steps.py PROCESS_ID
 NUM_PROCESSES PORT OUT`), whose results must agree."""
 
 import os

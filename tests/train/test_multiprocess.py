@@ -20,7 +20,7 @@ import pytest
 
 from tests.helpers import REPO_ROOT
 
-WORKER = os.path.join(REPO_ROOT, "tests", "train", "train/multiprocess_steps.py")
+WORKER = os.path.join(REPO_ROOT, "tests", "train", "multiprocess_steps.py")
 RTOL, ATOL = 1e-5, 1e-6
 
 pytestmark = pytest.mark.slow
