@@ -8,9 +8,9 @@ import os
 import tempfile
 import time
 
+from adabert_jax import assets
 from adabert_jax.data import sources, tokenization
 from adabert_jax.data.tasks import get_task
-from adabert_jax import assets
 
 
 def main():

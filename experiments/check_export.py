@@ -16,10 +16,9 @@ import numpy as np
 from absl import flags
 
 from adabert_jax import cli, io_utils, predictors
-from adabert_jax.data import sources
+from adabert_jax.data import metrics, sources
 from adabert_jax.data.tasks import get_task
 from adabert_jax.errors import UserError
-from adabert_jax.data import metrics
 
 flags.DEFINE_string("export_dir", None, "A student's export folder (<workdir>/student/export).")
 flags.DEFINE_string("output", "", "Also write the figures to this JSON file.")

@@ -8,9 +8,9 @@ import os
 import ml_collections
 import numpy as np
 
+from adabert_jax import assets
 from adabert_jax.data import batching, custom, sources, tokenization
 from adabert_jax.data.tasks import Task, get_task
-from adabert_jax import assets
 
 
 def default_cache_dir() -> str:

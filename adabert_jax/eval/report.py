@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import os
 
-from adabert_jax import artefacts, io_utils
+from adabert_jax import artefacts, io_utils, plots
 from adabert_jax.data.tasks import Task
-from adabert_jax import plots
 
 
 def build_report(task: Task, workdir: str, teacher: dict, knowledge_summary: dict,

@@ -39,11 +39,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from adabert_jax import artefacts, io_utils
+from adabert_jax import artefacts, io_utils, plots
 from adabert_jax.data import batching
 from adabert_jax.data.tasks import Task
 from adabert_jax.errors import UserError
-from adabert_jax import plots
 from adabert_jax.nas import costs, genotype as genotype_lib, inputs, losses, ops, supernet
 from adabert_jax.nas.supernet import NUM_INPUT_NODES
 from adabert_jax.train import sharding

@@ -176,8 +176,6 @@ def embed(embedding: Params, emb_tables: dict[str, jax.Array],
   return summed_BLT @ embedding["kernel"] + embedding["bias"]
 
 
-
-
 def _edge_all_ops(edge_params, x_BLD, mask_BL, weights_O, index):
   del index
   out_BLD = jnp.zeros_like(x_BLD)

@@ -14,12 +14,11 @@ import numpy as np
 import optax
 
 from adabert_jax import array_utils, artefacts, io_utils
-from adabert_jax.data import batching
+from adabert_jax.data import batching, metrics as metrics_lib
 from adabert_jax.data.tasks import Task
-from adabert_jax.data import metrics as metrics_lib
+from adabert_jax.data.tokenization import Vocab
 from adabert_jax.nas import inputs, losses
 from adabert_jax.nas.genotype import Genotype
-from adabert_jax.data.tokenization import Vocab
 from adabert_jax.student import export, model
 from adabert_jax.train import checkpoints, loop, progress, sharding
 

@@ -16,10 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from adabert_jax import array_utils, assets, errors
 from adabert_jax.data import tokenization
-from adabert_jax import array_utils, errors
 from adabert_jax.errors import UserError
-from adabert_jax import assets
 
 Params = Any
 

@@ -17,12 +17,10 @@ import numpy as np
 import optax
 
 from adabert_jax import artefacts, io_utils
-from adabert_jax.data import batching
+from adabert_jax.data import batching, metrics as metrics_lib
 from adabert_jax.data.tasks import Task
-from adabert_jax.data import metrics as metrics_lib
 from adabert_jax.teacher import bert
 from adabert_jax.train import checkpoints, loop, progress, sharding
-
 
 
 # Settings that change how often state is saved, not what is learnt: outside the fingerprint.

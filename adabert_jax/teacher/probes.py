@@ -19,10 +19,9 @@ import numpy as np
 import optax
 
 from adabert_jax import artefacts, io_utils
-from adabert_jax.data import batching
+from adabert_jax.data import batching, metrics as metrics_lib
 from adabert_jax.data.tasks import Task
 from adabert_jax.errors import UserError
-from adabert_jax.data import metrics as metrics_lib
 from adabert_jax.teacher import bert
 from adabert_jax.train import distributed, progress, sharding
 
@@ -253,7 +252,6 @@ def format_probe_table(rows: list[dict]) -> str:
 # ---------------------------------------------------------------------------------------
 # Augmented training data, labelled by the teacher and its probes.
 # ---------------------------------------------------------------------------------------
-
 
 
 def augmented_meta(teacher_result: dict, vocab_hash: str, max_len: int, num_examples: int,

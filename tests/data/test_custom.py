@@ -9,10 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from adabert_jax.data import custom, pipeline
+from adabert_jax.data import custom, metrics, pipeline
 from adabert_jax.data.tasks import Task
 from adabert_jax.errors import UserError
-from adabert_jax.data import metrics
 from tests.helpers import REPO_ROOT, load_config
 
 ROWS = [  # (text, label): commas, quotes and a newline inside quoted CSV fields

@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 
 from adabert_jax import UserError
-from adabert_jax.data import tasks
-from adabert_jax.data import metrics
+from adabert_jax.data import metrics, tasks
 
 
 def test_registry_has_the_paper_tasks_and_cola():
