@@ -116,13 +116,13 @@ def _jitted_fixed_logits(cfg: supernet.SupernetConfig):
       params, emb, batch, sample, cfg, train=False)["logits"])
 
 
-def _stop_if_not_finite(metrics: dict, step: int, ring_dir: str, state: Any) -> None:
+def _stop_if_not_finite(metrics: dict, step: int, ring: checkpoints.CheckpointRing,
+                        state: Any) -> None:
   """Stops the run at the first non-finite loss term or gradient norm, after a debug
   checkpoint."""
   terms = ("ce", "kd_layers", "kd_final", "efficiency", "total")
-  debug = os.path.join(os.path.dirname(ring_dir), f"debug_nonfinite_step{step}")
 
-  def error(bad: list[str]) -> str:
+  def error(bad: list[str], debug: str) -> str:
     bad_terms = [name for name in bad if name in terms]
     what = f"loss term(s) {', '.join(bad_terms)}" if bad_terms else "gradient norm"
     return (f"Non-finite {what} at search step {step}. The state after that step is in "
@@ -132,7 +132,7 @@ def _stop_if_not_finite(metrics: dict, step: int, ring_dir: str, state: Any) -> 
 
   loop.stop_if_not_finite(
       {name: metrics[name] for name in (*terms, "weights_grad_norm", "arch_grad_norm")},
-      debug_dir=debug, debug_state=state, error=error)
+      step=step, ring=ring, debug_state=state, error=error)
 
 
 def run_search(config: ml_collections.ConfigDict, task: Task,
@@ -194,7 +194,7 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
     return state, jax.device_get(metrics)
 
   def on_step(step, epoch, state, metrics):
-    _stop_if_not_finite(metrics, step, ring.directory, state)
+    _stop_if_not_finite(metrics, step, ring, state)
     epoch_terms.append(metrics)
     if step % 20 == 0:
       bar.set_postfix(loss=f"{metrics['total']:.3f}", T=f"{metrics['temperature']:.3f}",

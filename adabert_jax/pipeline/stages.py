@@ -76,7 +76,8 @@ def ensure_knowledge(config, task, splits, vocab, workdir, teacher_result,
     io_utils.save_json_atomic(os.path.join(kdir, artefacts.RESULT_FILE), summary)
     return summary
 
-  summary = runner.run_stage("precompute", kdir, artefacts.RESULT_FILE, fingerprint, overwrite, compute)
+  summary = runner.run_stage("precompute", kdir, artefacts.RESULT_FILE, fingerprint, overwrite,
+                             compute)
   knowledge = {}
   for split in ("train", task.main_dev_split):
     meta = probes.knowledge_meta(teacher_result, vocab.hash, config.data.max_len, split,
@@ -107,7 +108,8 @@ def ensure_augmented(config, splits, vocab, workdir, teacher_result, knowledge,
     io_utils.save_json_atomic(os.path.join(adir, artefacts.RESULT_FILE), summary)
     return summary
 
-  summary = runner.run_stage("augment", adir, artefacts.RESULT_FILE, fingerprint, overwrite, compute)
+  summary = runner.run_stage("augment", adir, artefacts.RESULT_FILE, fingerprint, overwrite,
+                             compute)
   meta = probes.augmented_meta(teacher_result, vocab.hash, config.data.max_len,
                                summary["examples"], config.augment)
   return probes.load_augmented(os.path.join(adir, artefacts.AUGMENTED_FILE), splits["train"],

@@ -7,6 +7,7 @@ import functools
 import json
 import os
 import time
+
 import jax
 import jax.numpy as jnp
 import ml_collections

@@ -25,7 +25,7 @@ from adabert_jax.train import checkpoints, loop, progress, sharding
 
 # Settings that change how often state is saved, not what is learnt: outside the fingerprint.
 def teacher_fingerprint(config: ml_collections.ConfigDict, task: Task,
-                      data_files: dict[str, str]) -> dict:
+                        data_files: dict[str, str]) -> dict:
   """What the fine-tuned teacher depends on; a result with another one is stale.
 
   `data_files` ({split: content digest}, data.pipeline.data_files) says what the data is;
@@ -159,12 +159,11 @@ def finetune(config: ml_collections.ConfigDict, task: Task,
     # Checked before anything is saved, so no NaN reaches best/ or the ring.
     loss = float(loss)
     loop.stop_if_not_finite(
-        {"loss": loss}, debug_dir=os.path.join(out_dir, f"debug_nonfinite_step{step}"),
-        debug_state=state["params"], error=lambda _: (
+        {"loss": loss}, step=step, ring=ring, debug_state=state["params"],
+        error=lambda _, debug: (
             f"Non-finite teacher loss (cross-entropy) at step {step}. The parameters after "
-            f"that step are in {out_dir}/debug_nonfinite_step{step}; the last good training "
-            f"state in {ring.directory} was not touched. Lower "
-            "--config.teacher.learning_rate."))
+            f"that step are in {debug}; the last good training state in {ring.directory} "
+            "was not touched. Lower --config.teacher.learning_rate."))
     if step % 50 == 0:
       bar.set_postfix(loss=f"{loss:.3f}", epoch=epoch)
       log.write(step=step, epoch=epoch, loss=loss)

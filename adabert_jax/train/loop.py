@@ -13,6 +13,7 @@ stopped.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -82,13 +83,15 @@ def run(state: Any, step: int, schedule: Schedule, *, bar, batches: Batches,
   return state
 
 
-def stop_if_not_finite(values: dict[str, Any], *, debug_dir: str, debug_state: Any,
-                       error: Callable[[list[str]], str]) -> None:
-  """Stops a run at the first non-finite value: `debug_state` is saved to `debug_dir` (the
-  checkpoint ring's last good state is not touched) and the UserError says
-  error(names of the non-finite values)."""
+def stop_if_not_finite(values: dict[str, Any], *, step: int,
+                       ring: checkpoints.CheckpointRing, debug_state: Any,
+                       error: Callable[[list[str], str], str]) -> None:
+  """Stops a run at the first non-finite value after `step`: `debug_state` is saved to
+  debug_nonfinite_step<step>/ beside `ring` (whose last good state is not touched) and the
+  UserError says error(names of the non-finite values, that folder)."""
   bad = [name for name, value in values.items() if not np.isfinite(value)]
   if not bad:
     return
-  checkpoints.save_pytree(debug_dir, debug_state)
-  raise UserError(error(bad))
+  debug = os.path.join(os.path.dirname(ring.directory), f"debug_nonfinite_step{step}")
+  checkpoints.save_pytree(debug, debug_state)
+  raise UserError(error(bad, debug))
