@@ -65,6 +65,7 @@ RANGES: dict[str, tuple] = {
     "search.arch_b1": _MOMENTUM,
     "search.arch_weight_decay": _AT_LEAST_0,
     "search.arch_warmup_epochs": _AT_LEAST_0,
+    "search.alpha_regulariser": _AT_LEAST_0,
     "search.holdout": _AT_LEAST_0,
     "search.train_subset": _AT_LEAST_0,
     "search.max_steps": _AT_LEAST_0,
@@ -105,6 +106,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
           "search.depth_mix": losses.DEPTH_MIXES, "search.layer_kd_map": losses.LAYER_KD_MAPS,
           "search.cost_norm": costs.COST_NORMS,
           "search.temperature_schedule": gumbel.TEMPERATURE_SCHEDULES,
+          "search.warmup_sampling": gumbel.WARMUP_SAMPLINGS,
           "search.arch_weight_decay_mode": search_step.WEIGHT_DECAY_MODES}
 
 
@@ -164,6 +166,9 @@ def check(config: ml_collections.ConfigDict) -> None:
     value = _lookup(config, field)
     if value is not None and value not in choices:
       raise UserError(f"--config.{field}={value!r}: use one of {', '.join(choices)}.")
+  if config.search.warmup_sampling == "fair" and not config.search.arch_warmup_epochs:
+    raise UserError("--config.search.warmup_sampling=fair samples during the architecture "
+                    "warm-up, and --config.search.arch_warmup_epochs is 0: set it > 0.")
   if config.teacher.max_len > config.data.max_len:
     raise UserError(f"--config.teacher.max_len={config.teacher.max_len} is longer than "
                     f"--config.data.max_len={config.data.max_len}: use 0 (= data.max_len) "

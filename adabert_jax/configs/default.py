@@ -115,6 +115,14 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
   # coupled (the authors' torch Adam: L2 added to alpha's gradient) | decoupled (AdamW)
   c.search.arch_weight_decay_mode = "coupled"
   c.search.arch_warmup_epochs = 0  # > 0: alpha held still while the weights warm up
+  # How the warm-up samples: gumbel (from alpha, still uniform then: convolutions of cell k
+  # train in ~1/10 P(K >= k) of the steps) | fair (on every edge each op equally often, all
+  # k_max cells: nas/gumbel.py fair_sample).
+  c.search.warmup_sampling = "gumbel"
+  # beta-DARTS: lambda * mean over edges of logsumexp(alpha_ops) added to the search loss,
+  # lambda ramped linearly from 0 to this over the search; keeps an op's alpha from running
+  # away before the others have trained. 0 = off.
+  c.search.alpha_regulariser = 0.0
   c.search.checkpoint_every_steps = 200
   c.search.keep_checkpoints = 3
   c.search.max_steps = 0  # > 0: stop after this many steps (tests, quick looks)

@@ -58,38 +58,59 @@ def epoch_permutation(key: jax.Array, epoch: int, n: int) -> np.ndarray:
   return np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch), n))
 
 
+def take(arrays: Mapping[str, np.ndarray], idx: np.ndarray, rows: slice | None = None
+         ) -> Batch:
+  """The examples `idx` of a batch; with `rows` (sharding.process_rows: one process of a
+  multi-process run), only that block of the batch's positions is read."""
+  if rows is not None:
+    idx = idx[rows]
+  return {name: a[idx] for name, a in arrays.items()}
+
+
 def train_batches(arrays: Mapping[str, np.ndarray], batch_size: int, key: jax.Array,
-                  epoch: int, start_step: int = 0) -> Iterator[Batch]:
-  """The shuffled batches of one epoch, from batch `start_step` on (to resume)."""
+                  epoch: int, start_step: int = 0, rows: slice | None = None
+                  ) -> Iterator[Batch]:
+  """The shuffled batches of one epoch, from batch `start_step` on (to resume); `rows`: only
+  that block of each batch (take)."""
   n = num_examples(arrays)
   if n < batch_size:
     raise UserError(f"The training split has {n} examples, fewer than one batch of "
                     f"{batch_size}: lower the batch size (--config.*.batch_size).")
   order = epoch_permutation(key, epoch, n)
   for step in range(start_step, n // batch_size):
-    idx = np.sort(order[step * batch_size:(step + 1) * batch_size])
-    yield {name: a[idx] for name, a in arrays.items()}
+    yield take(arrays, np.sort(order[step * batch_size:(step + 1) * batch_size]), rows)
 
 
 def steps_per_epoch(arrays: Mapping[str, np.ndarray], batch_size: int) -> int:
   return num_examples(arrays) // batch_size
 
 
-def eval_batches(arrays: Mapping[str, np.ndarray], batch_size: int) -> Iterator[Batch]:
-  """All examples in order; the last batch is padded, with ``weight`` 0 on padding."""
+def eval_batches(arrays: Mapping[str, np.ndarray], batch_size: int,
+                 rows: slice | None = None) -> Iterator[Batch]:
+  """All examples in order; the last batch is padded, with ``weight`` 0 on padding. `rows`:
+  only that block of each batch (take)."""
   n = num_examples(arrays)
   for start in range(0, n, batch_size):
-    stop = min(start + batch_size, n)
-    pad = batch_size - (stop - start)
-    batch = {}
-    for name, a in arrays.items():
-      part = a[start:stop]
-      if pad:
-        part = np.concatenate([part, np.zeros((pad,) + a.shape[1:], a.dtype)])
-      batch[name] = part
-    batch["weight"] = np.concatenate(
-        [np.ones(stop - start, np.float32), np.zeros(pad, np.float32)])
-    yield batch
+    yield _padded_batch(arrays, np.arange(start, min(start + batch_size, n)), batch_size,
+                        rows)
+
+
+def _padded_batch(arrays: Mapping[str, np.ndarray], idx: np.ndarray, batch_size: int,
+                  rows: slice | None) -> Batch:
+  """The examples `idx` (at most batch_size) padded with zero rows to batch_size, with
+  ``weight`` 1 on real rows and 0 on padding; `rows` as in take."""
+  position = np.arange(batch_size)
+  if rows is not None:
+    position = position[rows]
+  real = position < len(idx)
+  batch = {}
+  for name, a in arrays.items():
+    part = a[idx[position[real]]]
+    if not real.all():
+      part = np.concatenate([part, np.zeros(((~real).sum(),) + a.shape[1:], a.dtype)])
+    batch[name] = part
+  batch["weight"] = real.astype(np.float32)
+  return batch
 
 
 # ---------------------------------------------------------------------------------------
@@ -109,9 +130,10 @@ def bucket_lengths(max_len: int, smallest: int = 16) -> tuple[int, ...]:
   return tuple(sorted(lengths))
 
 
-def bucket_for(batch: Batch, max_len: int) -> int:
-  """The shortest bucket length that holds every real token of the batch."""
-  longest = int(batch["attention_mask"].sum(1).max())
+def bucket_for(lengths: np.ndarray, max_len: int) -> int:
+  """The shortest bucket length that holds every real token of a batch whose examples have
+  `lengths` real tokens (all of the batch's examples, on every process)."""
+  longest = int(lengths.max())
   return next(b for b in bucket_lengths(max_len) if b >= longest)
 
 
@@ -122,13 +144,15 @@ def trim(batch: Batch, length: int) -> Batch:
 
 def bucketed_train_batches(arrays: Mapping[str, np.ndarray], batch_size: int,
                            key: jax.Array, epoch: int, max_len: int,
-                           pool_batches: int = 64, start_step: int = 0) -> Iterator[Batch]:
+                           pool_batches: int = 64, start_step: int = 0,
+                           rows: slice | None = None) -> Iterator[Batch]:
   """Shuffled batches of similar lengths, each trimmed to its bucket.
 
   The epoch's permutation is cut into pools of `pool_batches` batches; each pool is sorted
   by length and split into batches, and the batches of the epoch are shuffled, so order
   stays random while padding shrinks. A pure function of (key, epoch); `start_step` skips
-  the epoch's first batches (to resume).
+  the epoch's first batches (to resume); `rows`: only that block of each batch (take), trimmed
+  to the whole batch's bucket.
   """
   n = num_examples(arrays)
   if n < batch_size:
@@ -145,29 +169,31 @@ def bucketed_train_batches(arrays: Mapping[str, np.ndarray], batch_size: int,
   shuffle = np.asarray(jax.random.permutation(
       jax.random.fold_in(jax.random.fold_in(key, epoch), 1), len(batches)))
   for b in shuffle[start_step:]:
-    batch = {name: a[batches[b]] for name, a in arrays.items()}
-    yield trim(batch, bucket_for(batch, max_len))
+    idx = batches[b]
+    yield trim(take(arrays, idx, rows), bucket_for(lengths[idx], max_len))
 
 
 def length_sorted_eval_batches(arrays: Mapping[str, np.ndarray], batch_size: int,
-                               max_len: int) -> Iterator[tuple[np.ndarray, Batch]]:
+                               max_len: int, rows: slice | None = None
+                               ) -> Iterator[tuple[np.ndarray, Batch]]:
   """(example indices, batch) over all examples sorted by length, trimmed to buckets;
-  the last batch is padded (``weight`` 0). Scatter outputs back with the indices."""
-  order = np.argsort(arrays["attention_mask"].sum(1), kind="stable")
-  sorted_arrays = {name: a[order] for name, a in arrays.items()}
-  for start, batch in zip(range(0, len(order), batch_size),
-                          eval_batches(sorted_arrays, batch_size)):
+  the last batch is padded (``weight`` 0). Scatter outputs back with the indices (those of
+  the whole batch, also when `rows` reads only a block of it, as in eval_batches)."""
+  lengths = arrays["attention_mask"].sum(1)
+  order = np.argsort(lengths, kind="stable")
+  for start in range(0, len(order), batch_size):
     idx = order[start:start + batch_size]
-    yield idx, trim(batch, bucket_for(batch, max_len))
+    yield idx, trim(_padded_batch(arrays, idx, batch_size, rows),
+                    bucket_for(lengths[idx], max_len))
 
 
 def epoch_batches(arrays: Mapping[str, np.ndarray], batch_size: int, key: jax.Array,
-                  epoch: int, max_len: int, *, bucket: bool, start_step: int = 0
-                  ) -> Iterator[Batch]:
+                  epoch: int, max_len: int, *, bucket: bool, start_step: int = 0,
+                  rows: slice | None = None) -> Iterator[Batch]:
   """One epoch's training batches from `start_step` on: length-bucketed and trimmed (a few
-  shapes, little padding) or plain full-length ones."""
+  shapes, little padding) or plain full-length ones; `rows` as in take."""
   if bucket:
     return bucketed_train_batches(arrays, batch_size, key, epoch, max_len,
-                                  start_step=start_step)
-  return train_batches(arrays, batch_size, key, epoch, start_step)
+                                  start_step=start_step, rows=rows)
+  return train_batches(arrays, batch_size, key, epoch, start_step, rows)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -14,6 +15,7 @@ from adabert_jax import io_utils
 from adabert_jax.data.sources import RawSplit, Source
 from adabert_jax.data.tasks import Task
 from adabert_jax.errors import UserError
+from adabert_jax.train import distributed
 
 # Bump when the array layout or tokenization rules change: old caches then miss.
 _CACHE_FORMAT = 1
@@ -117,15 +119,26 @@ def load_tokenized(task: Task, split: str, source: Source, vocab: Vocab, max_len
 
   The cache key covers the source's content fingerprint, the vocabulary hash and
   max_len, so a change to any of them tokenizes anew instead of reusing stale arrays.
+  In a multi-process run, unless every process finds the cache, each tokenizes its own
+  share of the examples and the shares are gathered (train/distributed.py).
   """
   path = cache_path(cache_dir, task, split, max_len, vocab, source.fingerprint(task, split))
-  if os.path.isfile(path):
+  if distributed.all_processes(os.path.isfile(path)):
     try:
       return io_utils.load_npz(path, FEATURES)
-    except UserError:  # a damaged cache entry is not the user's problem: rebuilt below
+    except UserError:  # a damaged cache entry is not the user's problem: rebuilt here
       print(f"warning: discarding the damaged token cache file {path}; tokenizing again",
             file=sys.stderr)
-      os.remove(path)
-  arrays = tokenize(source.read(task, split), vocab, max_len)
+      with contextlib.suppress(FileNotFoundError):  # another process may have removed it
+        os.remove(path)
+      arrays = tokenize(source.read(task, split), vocab, max_len)  # this process alone
+      io_utils.save_npz_atomic(path, arrays)
+      return arrays
+  raw = source.read(task, split)
+  lo, hi = distributed.process_part(len(raw))
+  share = dataclasses.replace(raw, texts=tuple(t[lo:hi] for t in raw.texts),
+                              labels=raw.labels[lo:hi])
+  arrays = distributed.gather_parts(tokenize(share, vocab, max_len), len(raw))
   io_utils.save_npz_atomic(path, arrays)
+  distributed.barrier(f"cached {path}")  # so that the next read finds it on every process
   return arrays

@@ -42,7 +42,27 @@ def sample_architecture(key: jax.Array, arch_params: dict[str, Any],
   return {"ops": ops_st, "ops_index": ops_index, "depth": depth_st, "depth_index": depth_index}
 
 
+def fair_sample(key: jax.Array, arch_params: dict[str, Any], step: jax.Array | int) -> Sample:
+  """A warm-up sample that trains every op equally often: on each edge, the steps of each
+  block of NUM_OPS steps take the ops in a fresh random order (FairNAS's strict fairness),
+  and the depth is k_max, so every cell runs. Exact one-hots (alpha gets no gradient);
+  `key` is the search's base key, `step` may be traced."""
+  num_edges, num_ops = arch_params["alpha_ops"].shape
+  k_max = arch_params["alpha_depth"].shape[0]
+  step = jnp.asarray(step, jnp.int32)
+  block_key = jax.random.fold_in(jax.random.fold_in(key, 0x0FA1), step // num_ops)
+  orders = jax.vmap(lambda k: jax.random.permutation(k, num_ops))(
+      jax.random.split(block_key, num_edges))  # [E, NUM_OPS]
+  ops_index = orders[:, step % num_ops].astype(jnp.int32)
+  depth_index = jnp.asarray(k_max - 1, jnp.int32)
+  dtype = arch_params["alpha_ops"].dtype
+  return {"ops": jax.nn.one_hot(ops_index, num_ops, dtype=dtype), "ops_index": ops_index,
+          "depth": jax.nn.one_hot(depth_index, k_max, dtype=dtype),
+          "depth_index": depth_index}
+
+
 TEMPERATURE_SCHEDULES = ("per_epoch", "exponential")
+WARMUP_SAMPLINGS = ("gumbel", "fair")  # how the arch warm-up samples: from alpha, or fair_sample
 
 
 def temperature_at(step: jax.Array | int, total_steps: int, start: float = 1.0,

@@ -135,16 +135,20 @@ def reads_views(mode: str) -> bool:
 def host_batch(batch: dict[str, np.ndarray], mode: str) -> dict[str, np.ndarray]:
   """The batch as the student reads it, prepared on the host: for siamese and aligned, the
   concatenated sequences are replaced by the two sentence views (`PAIR_VIEWS`), trimmed to
-  the shortest multiple of VIEW_LENGTH_STEP that holds the longer sentence of the batch;
-  other modes get the batch unchanged. Outputs equal those of the untrimmed batch, since
+  the shortest multiple of VIEW_LENGTH_STEP that holds the longer sentence of the batch (in a
+  multi-process run, the batch's length); other modes get the batch unchanged. Outputs equal those of the untrimmed batch, since
   padding never changes any output.
   """
   if not reads_views(mode):
     return batch
   views = split_pair(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
                      xp=np)
-  longest = max(int(views[1].sum(1).max()), int(views[3].sum(1).max()), 1)
-  view_len = min(batch["input_ids"].shape[1], -(-longest // VIEW_LENGTH_STEP) * VIEW_LENGTH_STEP)
+  view_len = batch["input_ids"].shape[1]
+  if jax.process_count() == 1:
+    # With several processes each holds only its rows of the batch, and the views' length
+    # must be the same on all: they keep the batch's (outputs are the same either way).
+    longest = max(int(views[1].sum(1).max()), int(views[3].sum(1).max()), 1)
+    view_len = min(view_len, -(-longest // VIEW_LENGTH_STEP) * VIEW_LENGTH_STEP)
   out = {name: a for name, a in batch.items() if name not in batching.SEQUENCE_FEATURES}
   out.update({name: v[:, :view_len] for name, v in zip(PAIR_VIEWS, views)})
   return out

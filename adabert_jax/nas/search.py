@@ -63,7 +63,8 @@ def setup_from_config(cfg: ml_collections.ConfigDict, is_pair: bool) -> SearchSe
 # a field is left out of the fingerprint, so the older runs stay reusable.
 _ADDED_LATER = {"holdout": 0, "depth_mix": "logits", "layer_kd_map": "ceil",
                 "cost_norm": "max", "arch_weight_decay_mode": "decoupled",
-                "temperature_schedule": "exponential"}
+                "temperature_schedule": "exponential", "warmup_sampling": "gumbel",
+                "alpha_regulariser": 0.0}
 
 
 def search_fingerprint(config: ml_collections.ConfigDict, teacher_checkpoint_id: str) -> dict:
@@ -101,12 +102,13 @@ def evaluate_fixed(params, emb_tables, arrays, sample, cfg: supernet.SupernetCon
                    task: Task, batch_size: int, mesh) -> dict:
   """The task metric of the supernet under a fixed architecture (e.g. the derived one)."""
   fn = _jitted_fixed_logits(cfg)
-  preds = []
-  for batch in batching.eval_batches(arrays, batch_size):
-    n_real = int(batch.pop("weight").sum())
+  preds, n = [], batching.num_examples(arrays)
+  for start, batch in zip(range(0, n, batch_size), batching.eval_batches(
+      arrays, batch_size, sharding.process_rows(mesh, batch_size))):
+    del batch["weight"]  # the real examples are the first min(batch_size, n - start)
     batch = inputs.host_batch(batch, cfg.input_mode)
     logits = fn(params, emb_tables, sharding.shard_batch(batch, mesh), sample)
-    preds.append(sharding.to_host(logits).argmax(-1)[:n_real])
+    preds.append(sharding.to_host(logits).argmax(-1)[:n - start])
   return metrics_lib.compute_metrics(task, np.concatenate(preds), arrays["label"])
 
 
@@ -161,7 +163,10 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
                                temperature_end=cfg.temperature_end,
                                temperature_schedule=cfg.temperature_schedule,
                                temperature_anneal_rate=cfg.temperature_anneal_rate,
-                               steps_per_epoch=steps_per_epoch),
+                               steps_per_epoch=steps_per_epoch,
+                               fair_warmup_steps=(steps_per_epoch * cfg.arch_warmup_epochs
+                                                  if cfg.warmup_sampling == "fair" else 0),
+                               alpha_regulariser=cfg.alpha_regulariser),
       optimizer, cost_table.normalised, donate_state=True)
 
   base_key = jax.random.key(config.seed)
@@ -223,7 +228,8 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
                    on_step=on_step, on_eval=on_eval,
                    batches=lambda epoch, in_epoch: batching.epoch_batches(
                        train, cfg.batch_size, data_key, epoch, config.data.max_len,
-                       bucket=cfg.bucket_lengths, start_step=in_epoch))
+                       bucket=cfg.bucket_lengths, start_step=in_epoch,
+                       rows=sharding.process_rows(mesh, cfg.batch_size)))
   step = max(step, total_steps)
   elapsed = time.time() - start_time
   return _finish(config, task, setup, state, history, cost_table, teacher_result, out_dir,

@@ -58,12 +58,28 @@ class SearchConfig:
   temperature_schedule: str = "exponential"
   temperature_anneal_rate: float = 0.02
   steps_per_epoch: int = 0
+  # The first steps sample fairly (gumbel.fair_sample) instead of from alpha.
+  fair_warmup_steps: int = 0
+  # beta-DARTS: + lambda * mean over edges of logsumexp(alpha_ops), lambda ramped linearly
+  # from 0 to this over total_steps (0: off).
+  alpha_regulariser: float = 0.0
 
   def temperature(self, step: jax.Array | int) -> jax.Array:
     return gumbel.temperature_at(step, self.total_steps, self.temperature_start,
                                  self.temperature_end, schedule=self.temperature_schedule,
                                  anneal_rate=self.temperature_anneal_rate,
                                  steps_per_epoch=self.steps_per_epoch)
+
+  def regulariser_weight(self, step: jax.Array | int) -> jax.Array:
+    progress = jnp.clip(jnp.asarray(step, jnp.float32) / self.total_steps, 0.0, 1.0)
+    return self.alpha_regulariser * progress
+
+
+def alpha_regulariser(arch_params: Params) -> jax.Array:
+  """beta-DARTS's regulariser (Ye et al., 2022): the mean over edges of logsumexp(alpha_ops).
+  Its gradient, softmax(alpha) per edge, pulls hardest on the op that dominates an edge, so
+  no op's weight runs away before the others have trained."""
+  return jnp.mean(jax.nn.logsumexp(arch_params["alpha_ops"], axis=-1))
 
 
 class SearchState(NamedTuple):
@@ -149,7 +165,14 @@ def search_step(state: SearchState, batch: dict[str, Any], emb_tables: dict[str,
     # Sampling inside the differentiated function: the straight-through one-hots carry the
     # gradient back to alpha.
     sample = sampler(sample_key, params["arch"], temperature)
+    if search_cfg.fair_warmup_steps:
+      fair = gumbel.fair_sample(key, params["arch"], step)
+      sample = jax.tree.map(
+          lambda f, s: jnp.where(step < search_cfg.fair_warmup_steps, f, s), fair, sample)
     total, terms = loss_fn(params, emb_tables, batch, sample, dropout_key)
+    if search_cfg.alpha_regulariser:
+      terms = {**terms, "alpha_regulariser": alpha_regulariser(params["arch"])}
+      total = total + search_cfg.regulariser_weight(step) * terms["alpha_regulariser"]
     return total, (terms, sample)
 
   (_, (terms, sample)), grads = jax.value_and_grad(loss_of_params, has_aux=True)(state.params)

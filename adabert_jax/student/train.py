@@ -50,12 +50,12 @@ def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int):
 def predict(params, geno: Genotype, arrays, emb_tables, batch_size: int, mesh) -> np.ndarray:
   fn = _jitted_logits(geno)
   preds = np.zeros(len(arrays["label"]), np.int32)
-  for start, batch in zip(range(0, len(preds), batch_size),
-                          batching.eval_batches(arrays, batch_size)):
-    n = int(batch.pop("weight").sum())
+  for start, batch in zip(range(0, len(preds), batch_size), batching.eval_batches(
+      arrays, batch_size, sharding.process_rows(mesh, batch_size))):
+    del batch["weight"]  # the real examples are the first min(batch_size, N - start)
     batch = inputs.host_batch(batch, geno.input_mode)
     logits = fn(params, sharding.shard_batch(batch, mesh), emb_tables)
-    preds[start:start + n] = sharding.to_host(logits).argmax(-1)[:n]
+    preds[start:start + batch_size] = sharding.to_host(logits).argmax(-1)[:len(preds) - start]
   return preds
 
 
@@ -158,7 +158,8 @@ def train_student(config: ml_collections.ConfigDict, task: Task, geno: Genotype,
                     ring=ring, train_step=train_step, on_eval=on_eval,
                     batches=lambda epoch, in_epoch: batching.epoch_batches(
                         train, cfg.batch_size, data_key, epoch, config.data.max_len,
-                        bucket=cfg.bucket_lengths, start_step=in_epoch))["params"]
+                        bucket=cfg.bucket_lengths, start_step=in_epoch,
+                        rows=sharding.process_rows(mesh, cfg.batch_size)))["params"]
   if cfg.epochs == 0:  # inherit-only: the searched weights as they are
     best = {"score": before["score"], "dev": before, "epoch": -1}
     checkpoints.save_pytree(os.path.join(out_dir, "params"), params)

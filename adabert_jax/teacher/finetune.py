@@ -79,7 +79,8 @@ def predict_logits(teacher: bert.Teacher, params: Any, arrays: dict[str, np.ndar
   """Task logits [N, C] for every example, in the original order."""
   logits_fn = _jitted_logits(teacher)
   out = np.zeros((len(arrays["label"]), teacher.num_classes), np.float32)
-  for idx, batch in batching.length_sorted_eval_batches(arrays, batch_size, max_len):
+  for idx, batch in batching.length_sorted_eval_batches(
+      arrays, batch_size, max_len, sharding.process_rows(mesh, batch_size)):
     logits = sharding.to_host(logits_fn(params, sharding.shard_batch(batch, mesh)))
     out[idx] = logits[:len(idx)]
   return out
@@ -183,7 +184,7 @@ def finetune(config: ml_collections.ConfigDict, task: Task,
   loop.run(state, step, schedule, bar=bar, ring=ring, on_step=on_step, on_eval=on_eval,
            batches=lambda epoch, in_epoch: batching.epoch_batches(
                train, cfg.batch_size, data_key, epoch, max_len, bucket=cfg.bucket_lengths,
-               start_step=in_epoch),
+               start_step=in_epoch, rows=sharding.process_rows(mesh, cfg.batch_size)),
            train_step=lambda state, batch, step: train_step(
                state, sharding.shard_batch(batch, mesh), dropout_key))
   elapsed = time.time() - start

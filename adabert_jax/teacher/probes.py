@@ -56,7 +56,8 @@ def extract_features(teacher: bert.Teacher, params: Any, arrays: dict[str, np.nd
   bar = progress.progress(n, desc)
   with io_utils.atomic_path(path, fixed_tmp=True) as tmp:
     features = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-    for idx, batch in batching.length_sorted_eval_batches(arrays, batch_size, max_len):
+    for idx, batch in batching.length_sorted_eval_batches(
+        arrays, batch_size, max_len, sharding.process_rows(mesh, batch_size)):
       pooled, batch_logits = fn(params, sharding.shard_batch(batch, mesh))
       features[idx] = sharding.to_host(pooled)[:len(idx)]
       logits[idx] = sharding.to_host(batch_logits)[:len(idx)]
@@ -273,7 +274,8 @@ def teacher_and_probe_logits(teacher: bert.Teacher, params: Any, probes: dict,
   logits = np.zeros((n, teacher.num_classes), np.float32)
   layer_logits = np.zeros((n, teacher.num_layers + 1, teacher.num_classes), np.float32)
   bar = progress.progress(n, "teacher labels")
-  for idx, batch in batching.length_sorted_eval_batches(arrays, batch_size, max_len):
+  for idx, batch in batching.length_sorted_eval_batches(
+      arrays, batch_size, max_len, sharding.process_rows(mesh, batch_size)):
     pooled, batch_logits = features_fn(params, sharding.shard_batch(batch, mesh))
     logits[idx] = sharding.to_host(batch_logits)[:len(idx)]
     layer_logits[idx] = sharding.to_host(probes_fn(probes, pooled))[:len(idx)]

@@ -15,6 +15,7 @@ Started from:
 from __future__ import annotations
 
 import jax
+import numpy as np
 
 from adabert_jax.errors import UserError
 
@@ -58,3 +59,34 @@ def barrier(name: str) -> None:
     from jax.experimental import multihost_utils
 
     multihost_utils.sync_global_devices(name)
+
+
+def process_part(n: int) -> tuple[int, int]:
+  """[lo, hi): this process's contiguous share of n rows (all of them for one process)."""
+  per = -(-n // jax.process_count())
+  index = jax.process_index()
+  return min(index * per, n), min((index + 1) * per, n)
+
+
+def all_processes(flag: bool) -> bool:
+  """Whether `flag` holds on every process (for one process, `flag`): a decision all must
+  take together, such as whether a collective is needed."""
+  if jax.process_count() == 1:
+    return flag
+  from jax.experimental import multihost_utils
+
+  return bool(np.all(multihost_utils.process_allgather(np.asarray(flag, np.int32))))
+
+
+def gather_parts(part: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+  """Every process's `part` (its rows process_part(n) of the same arrays), joined in order
+  into the n rows, on every process."""
+  if jax.process_count() == 1:
+    return part
+  from jax.experimental import multihost_utils
+
+  per = -(-n // jax.process_count())
+  padded = {name: np.concatenate([a, np.zeros((per - len(a),) + a.shape[1:], a.dtype)])
+            for name, a in part.items()}
+  joined = multihost_utils.process_allgather(padded)  # [processes, per, ...]
+  return {name: np.asarray(a).reshape((-1,) + a.shape[2:])[:n] for name, a in joined.items()}

@@ -3,9 +3,10 @@ distributed.initialize) with jax.jit and NamedSharding on a one-axis mesh.
 
 Parameters are replicated, batches are split along their first axis; jit's partitioner
 inserts the gradient all-reduce, so a step computes exactly what one device would on the
-whole batch. Every process builds the same global batch (the data order is a pure function
-of the key, epoch and step) and hands over only the rows of its own devices, so a run sees
-the same examples per step on any number of processes.
+whole batch. With several processes, every process computes the same global batch order
+(a pure function of the key, epoch and step), gathers only the rows of its own devices
+(`process_rows`, which the batch iterators of data/batching.py take) and hands them over
+(`shard_batch`), so a run sees the same examples per step on any number of processes.
 """
 
 from __future__ import annotations
@@ -42,16 +43,40 @@ def check_batch_size(batch_size: int, mesh: Mesh, flag: str = "batch_size") -> N
         f"--config.{flag} to a multiple of {n}.")
 
 
-def shard_batch(batch: dict[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
-  """Puts each array's first axis across the mesh's data axis."""
+def process_rows(mesh: Mesh, batch_size: int) -> slice | None:
+  """The rows of a global batch of `batch_size` that this process's devices hold (a
+  contiguous block: the mesh lists each process's devices together); None when the mesh is
+  all this process's, which then feeds whole batches."""
   sharding = NamedSharding(mesh, P(DATA_AXIS))
+  if sharding.is_fully_addressable:
+    return None
+  check_batch_size(batch_size, mesh)
+  starts = sorted(index[0].start or 0 for index in
+                  sharding.addressable_devices_indices_map((batch_size,)).values())
+  per_device = batch_size // mesh.devices.size
+  if starts != list(range(starts[0], starts[0] + per_device * len(starts), per_device)):
+    raise UserError("This process's devices are not one block of the run's device mesh: "
+                    "launch one process per machine with all its devices.")
+  return slice(starts[0], starts[0] + per_device * len(starts))
+
+
+def shard_batch(batch: dict[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
+  """Puts each array's first axis across the mesh's data axis. With several processes,
+  `batch` is this process's rows of the global batch (`process_rows`), and every process
+  passes its own."""
+  sharding = NamedSharding(mesh, P(DATA_AXIS))
+  devices = (mesh.devices.size if sharding.is_fully_addressable
+             else len(sharding.addressable_devices))
   for name, value in batch.items():
-    if np.ndim(value) and np.shape(value)[0] % mesh.devices.size:
+    if np.ndim(value) and np.shape(value)[0] % devices:
       raise UserError(
           f"Batch of {np.shape(value)[0]} examples ({name!r}) does not divide across "
-          f"{mesh.devices.size} devices: use a batch size that is a multiple of "
+          f"{devices} devices: use a batch size that is a multiple of "
           f"{mesh.devices.size}.")
-  return _put(dict(batch), sharding)
+  if sharding.is_fully_addressable:
+    return jax.device_put(dict(batch), sharding)
+  return {name: jax.make_array_from_process_local_data(sharding, np.asarray(value))
+          for name, value in batch.items()}
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
@@ -60,7 +85,7 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 
 
 def _put(tree: Any, sharding: NamedSharding) -> Any:
-  """device_put, or with several processes each one's own shards of the (same) host
+  """device_put, or with several processes each one's own copies of the (same) host
   values: device_put cannot place data on another process's devices."""
   if sharding.is_fully_addressable:
     return jax.device_put(tree, sharding)

@@ -146,3 +146,35 @@ def test_fixed_subset_is_seeded_ordered_and_whole_rows():
   for size in (0, 10, 99):  # no subset: everything
     np.testing.assert_array_equal(batching.fixed_subset(arrays, size, 0)["label"],
                                   arrays["label"])
+
+
+def test_each_process_reads_its_own_block_of_every_batch():
+  """The rows a process of a multi-process run gathers (rows=sharding.process_rows) are
+  exactly its block of the batch a single process gathers, trimmed to the same length."""
+  rng = np.random.default_rng(0)
+  n, length, batch_size = 41, 32, 8
+  lengths = rng.integers(2, length + 1, n)
+  mask = (np.arange(length)[None] < lengths[:, None]).astype(np.int32)
+  arrays = {"input_ids": rng.integers(1, 99, (n, length)).astype(np.int32) * mask,
+            "token_type_ids": np.zeros((n, length), np.int32), "attention_mask": mask,
+            "label": np.arange(n, dtype=np.int32)}
+  key = jax.random.key(3)
+  iterators = {
+      "train": lambda rows: batching.train_batches(arrays, batch_size, key, 1, rows=rows),
+      "bucketed": lambda rows: batching.bucketed_train_batches(
+          arrays, batch_size, key, 1, length, pool_batches=2, rows=rows),
+      "eval": lambda rows: batching.eval_batches(arrays, batch_size, rows=rows),
+      "sorted eval": lambda rows: (b for _, b in batching.length_sorted_eval_batches(
+          arrays, batch_size, length, rows=rows)),
+  }
+  blocks = (slice(0, 2), slice(2, 6), slice(6, 8))  # processes with 1, 2 and 1 devices
+  for name, batches in iterators.items():
+    whole = list(batches(None))
+    parts = [list(batches(rows)) for rows in blocks]
+    assert all(len(p) == len(whole) for p in parts), name
+    for i, batch in enumerate(whole):
+      for rows, part in zip(blocks, parts):
+        assert part[i].keys() == batch.keys(), name
+        for feature, value in batch.items():
+          np.testing.assert_array_equal(part[i][feature], value[rows],
+                                        err_msg=f"{name} batch {i} {feature}")

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from adabert_jax.nas import costs, losses, search_step, supernet, testing
+from adabert_jax.nas import costs, gumbel, losses, search_step, supernet, testing
 
 TEACHER_WIDTH, VOCAB, POSITIONS, CLASSES, TEACHER_LAYERS = 24, 50, 32, 2, 4
 BATCH, LENGTH, STEPS = 4, 12, 20
@@ -141,3 +141,73 @@ def test_arch_warmup_holds_alpha_still_then_releases_it():
     moved.append(bool(np.any(updates["arch"]["alpha"] != 0)))
     assert np.all(updates["weights"]["w"] != 0)  # the weights train throughout
   assert moved == [False, False, True]
+
+
+def test_fair_warmup_trains_every_op_of_every_edge_equally_often(setup):
+  arch = supernet.init_supernet(jax.random.key(0), CFG, TEACHER_WIDTH, CLASSES)["arch"]
+  key, num_ops = jax.random.key(7), arch["alpha_ops"].shape[1]
+  samples = [gumbel.fair_sample(key, arch, step) for step in range(3 * num_ops)]
+  for sample in samples:
+    assert int(sample["depth_index"]) == CFG.k_max - 1  # every cell runs
+    np.testing.assert_array_equal(sample["ops"], jax.nn.one_hot(sample["ops_index"], num_ops))
+  index = np.stack([s["ops_index"] for s in samples])  # [steps, E]
+  for block in range(3):  # each edge takes every op once in each block of NUM_OPS steps
+    for edge in index[block * num_ops:(block + 1) * num_ops].T:
+      assert sorted(edge) == list(range(num_ops))
+  assert not np.array_equal(index[:num_ops], index[num_ops:2 * num_ops])  # fresh orders
+  np.testing.assert_array_equal(  # a pure function of (key, step)
+      gumbel.fair_sample(key, arch, 4)["ops_index"], index[4])
+
+  # In the step: fair samples before fair_warmup_steps, alpha's Gumbel samples after.
+  emb_tables, op_costs = setup
+  optimizer = search_step.make_optimizer(search_step.OptimizerConfig(), STEPS)
+  state = search_step.init_search_state(jax.random.key(0), CFG, TEACHER_WIDTH, CLASSES,
+                                        optimizer)
+  fair_cfg = search_step.SearchConfig(total_steps=STEPS, fair_warmup_steps=3)
+  plain_cfg = search_step.SearchConfig(total_steps=STEPS)
+  run = {c: search_step.make_search_step(CFG, losses.LossConfig(), c, optimizer, op_costs)
+         for c in (fair_cfg, plain_cfg)}
+  for step in (0, 2, 3, 5):
+    fair = run[fair_cfg](state, _batch(0), emb_tables, key, step)[1]
+    plain = run[plain_cfg](state, _batch(0), emb_tables, key, step)[1]
+    if step < 3:
+      np.testing.assert_array_equal(fair["ops_index"], index[step])
+      assert int(fair["depth"]) == CFG.k_max
+    else:
+      np.testing.assert_array_equal(fair["ops_index"], plain["ops_index"])
+      assert float(fair["total"]) == float(plain["total"])
+
+
+def test_alpha_regulariser_is_beta_darts_ramped_over_the_search():
+  alpha = jax.random.normal(jax.random.key(0), (CFG.num_edges, 10))
+  arch = {"alpha_ops": alpha, "alpha_depth": jnp.zeros(CFG.k_max)}
+  expected = np.mean(np.log(np.sum(np.exp(np.asarray(alpha, np.float64)), -1)))
+  assert float(search_step.alpha_regulariser(arch)) == pytest.approx(expected, rel=1e-6)
+  grad = jax.grad(search_step.alpha_regulariser)(arch)
+  np.testing.assert_allclose(grad["alpha_ops"], jax.nn.softmax(alpha, -1) / CFG.num_edges,
+                             rtol=1e-5)
+  assert not np.any(grad["alpha_depth"])
+  cfg = search_step.SearchConfig(total_steps=100, alpha_regulariser=2.0)
+  assert [float(cfg.regulariser_weight(s)) for s in (0, 25, 100, 150)] == [0, 0.5, 2, 2]
+
+
+def test_alpha_regulariser_enters_the_step(setup):
+  emb_tables, op_costs = setup
+  optimizer = search_step.make_optimizer(search_step.OptimizerConfig(), STEPS)
+  state = search_step.init_search_state(jax.random.key(0), CFG, TEACHER_WIDTH, CLASSES,
+                                        optimizer)
+  # alpha away from uniform, so the regulariser's gradient is not the same on every op
+  alpha = jax.random.normal(jax.random.key(5), state.params["arch"]["alpha_ops"].shape)
+  state = state._replace(params={**state.params, "arch": {**state.params["arch"],
+                                                         "alpha_ops": alpha}})
+  out = {}
+  for weight in (0.0, 3.0):
+    cfg = search_step.SearchConfig(total_steps=STEPS, alpha_regulariser=weight)
+    step_fn = search_step.make_search_step(CFG, losses.LossConfig(), cfg, optimizer,
+                                           op_costs)
+    out[weight] = step_fn(state, _batch(0), emb_tables, jax.random.key(3), STEPS // 2)
+  assert "alpha_regulariser" not in out[0.0][1]
+  assert float(out[3.0][1]["alpha_regulariser"]) == pytest.approx(
+      float(search_step.alpha_regulariser({"alpha_ops": alpha})), rel=1e-6)
+  assert float(out[3.0][1]["arch_grad_norm"]) != float(out[0.0][1]["arch_grad_norm"])
+  chex.assert_trees_all_equal(out[3.0][0].params["weights"], out[0.0][0].params["weights"])

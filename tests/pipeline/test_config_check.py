@@ -50,6 +50,12 @@ def test_every_preset_passes(preset):
      "--config.search.arch_weight_decay_mode='l2': use one of coupled, decoupled."),
     ("search.layer_kd_map", "floor", "--config.search.layer_kd_map='floor': use one of"),
     ("search.pair_mode", "cross", "--config.search.pair_mode='cross': use one of siamese,"),
+    ("search.warmup_sampling", "round_robin",
+     "--config.search.warmup_sampling='round_robin': use one of gumbel, fair."),
+    ("search.warmup_sampling", "fair", "--config.search.warmup_sampling=fair samples during "
+                                       "the architecture warm-up, and "
+                                       "--config.search.arch_warmup_epochs is 0: set it > 0."),
+    ("search.alpha_regulariser", -1.0, "--config.search.alpha_regulariser=-1.0: must be >= 0."),
 ])
 def test_a_value_out_of_range_names_its_field_and_range(field, value, message):
   config = load_config("paper")

@@ -61,7 +61,20 @@ def test_two_processes_compute_what_one_process_does(tmp_path):
   _finish(_launch(1, one, _free_port()))
   _finish(_launch(2, two, _free_port()))
   a, b = (pickle.loads(p.read_bytes()) for p in (one, two))
+  for out, results, processes in ((one, a, 1), (two, b, 2)):
+    results["tokens"] = [pickle.loads(open(f"{out}.tokens{i}", "rb").read())
+                         for i in range(processes)]
   assert a["local_devices"] == 4 and b["local_devices"] == 2
+
+  # Tokenizing: each process tokenized its half of the split (the one process all of it),
+  # into the same arrays; the second time every process read the cache.
+  n = len(a["tokens"][0]["arrays"]["label"])
+  assert [t["first"] for t in a["tokens"]] == [[n]]
+  assert [t["first"] for t in b["tokens"]] == [[(n + 1) // 2], [n // 2]]
+  for t in a["tokens"] + b["tokens"]:
+    assert t["again"] == [] and t["same_again"]
+    for name, array in a["tokens"][0]["arrays"].items():
+      np.testing.assert_array_equal(t["arrays"][name], array, err_msg=name)
 
   history_a, state_a = a["search"]
   history_b, state_b = b["search"]
@@ -74,14 +87,16 @@ def test_two_processes_compute_what_one_process_does(tmp_path):
   jax.tree.map(lambda x, y: np.testing.assert_allclose(y, x, rtol=RTOL, atol=ATOL),
                state_a, state_b)
   assert len({float(m["total"]) for m in history_a}) == len(history_a)  # it trained
-  losses_a, params_a = a["student"]
-  losses_b, params_b = b["student"]
-  for t1, t2 in zip(losses_a, losses_b):
-    np.testing.assert_allclose(t2["total"], t1["total"], rtol=RTOL, atol=ATOL)
-  jax.tree.map(lambda x, y: np.testing.assert_allclose(y, x, rtol=RTOL, atol=ATOL),
-               params_a, params_b)
-  print(f"worst gap 2x2 vs 1x4: search state {_worst_gap(state_a, state_b):.2e}, "
-        f"student params {_worst_gap(params_a, params_b):.2e}; search step "
+  for student in ("student", "pair_student"):
+    losses_a, params_a = a[student]
+    losses_b, params_b = b[student]
+    for t1, t2 in zip(losses_a, losses_b):
+      np.testing.assert_allclose(t2["total"], t1["total"], rtol=RTOL, atol=ATOL)
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(y, x, rtol=RTOL, atol=ATOL),
+                 params_a, params_b)
+    print(f"{student}: worst gap in the parameters 2x2 vs 1x4 "
+          f"{_worst_gap(params_a, params_b):.2e}")
+  print(f"worst gap 2x2 vs 1x4: search state {_worst_gap(state_a, state_b):.2e}; search step "
         f"{history_a[-1]['ms_per_step']:.1f} ms (1x4) vs {history_b[-1]['ms_per_step']:.1f} "
         "ms (2x2)")
 
