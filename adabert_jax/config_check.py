@@ -100,13 +100,14 @@ RANGES: dict[str, tuple] = {
 
 
 def _choices() -> dict[str, tuple[str, ...]]:
-  from adabert_jax.nas import costs, gumbel, inputs, losses, search_step, supernet
+  from adabert_jax.nas import costs, derive, gumbel, inputs, losses, search_step, supernet
 
   return {"search.mode": supernet.MODES, "search.pair_mode": inputs.PAIR_MODES,
           "search.depth_mix": losses.DEPTH_MIXES, "search.layer_kd_map": losses.LAYER_KD_MAPS,
           "search.cost_norm": costs.COST_NORMS,
           "search.temperature_schedule": gumbel.TEMPERATURE_SCHEDULES,
           "search.warmup_sampling": gumbel.WARMUP_SAMPLINGS,
+          "derive.no_signal": derive.NO_SIGNAL_RULES,
           "search.arch_weight_decay_mode": search_step.WEIGHT_DECAY_MODES}
 
 

@@ -145,6 +145,11 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
   # > 0: of the candidates within tie_se paired standard errors of the best J, take the one
   # with the lowest L_E (the one-standard-error rule; measured). 0 takes the best J.
   c.derive.tie_se = 0.0
+  # What the measured rule does when no candidate's held-out accuracy beats the holdout's
+  # majority class by one binomial standard error (the supernet ranks nothing): one_se (the
+  # rule as always; with every candidate tied it takes the cheapest, often a parameter-free
+  # cell) | plain_cnn (the plain CNN, a chain of conv3, at alpha's depth).
+  c.derive.no_signal = "one_se"
   c.derive.batch_size = 256
 
   # The paper's data augmentation (TinyBERT's word substitution), offline: each word
@@ -230,6 +235,7 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
     c.teacher.epochs = 4
     c.teacher.batch_size = 16
     c.search.holdout = 400
+    c.derive.no_signal = "plain_cnn"
     c.search.epochs = 10
     c.search.arch_warmup_epochs = 3
   if preset in ("quick", "tiny"):

@@ -181,6 +181,12 @@ def _derive_lines(derived: dict) -> list[str]:
 
 
 def _tie_sentence(derived: dict) -> str:
+  signal = derived.get("signal", {})
+  if signal.get("fallback"):
+    return (f" No candidate's held-out accuracy beat the majority class by one standard error "
+            f"(best {signal['best_accuracy']:.2f}%, majority {signal['majority']:.2f}% + "
+            f"{signal['se']:.2f}): the supernet ranked nothing, so `derive.no_signal=plain_cnn` "
+            "took the plain CNN at alpha's depth.")
   if not derived.get("tie_se"):
     return ""
   if derived["genotype"] == derived["best_objective_genotype"]:

@@ -69,6 +69,8 @@ def derive_fingerprint(config: ml_collections.ConfigDict, search_result: dict) -
             else {"method": config.derive.method})
   if not fields.get("tie_se", 1):
     del fields["tie_se"]
+  if fields.get("no_signal") == "one_se":  # likewise, derives made before it existed
+    del fields["no_signal"]
   return {"derive": fields, "search": search_result["fingerprint"]}
 
 
@@ -203,12 +205,27 @@ def one_se_choice(records: dict[str, dict], per_example: dict[str, np.ndarray],
   return min(ties, key=lambda k: (records[k]["efficiency"], records[k]["objective"]))
 
 
+NO_SIGNAL_RULES = ("one_se", "plain_cnn")
+
+
+def signal_over_majority(best_accuracy: float, labels: np.ndarray) -> dict:
+  """Whether the best held-out accuracy (in %) beats always answering the holdout's
+  majority class by more than one binomial standard error of that rate."""
+  n = len(labels)
+  majority = float(np.bincount(labels).max() / n)
+  se = float(np.sqrt(majority * (1 - majority) / n))
+  return {"best_accuracy": best_accuracy, "majority": 100 * majority, "se": 100 * se,
+          "signal": best_accuracy > 100 * (majority + se)}
+
+
 def measured_derive(config: ml_collections.ConfigDict, params, emb_tables,
                     held: dict[str, np.ndarray], alpha_genotype: genotype_lib.Genotype,
                     setup, log: Callable[[str], None] = print
                     ) -> tuple[genotype_lib.Genotype, genotype_lib.Genotype, list[dict]]:
-  """(the chosen genotype, the genotype minimising J, every evaluated candidate sorted by J).
-  The two differ only when derive.tie_se > 0 finds a cheaper statistical tie."""
+  """(the chosen genotype, the genotype minimising J, every evaluated candidate sorted by J,
+  signal_over_majority's record plus "fallback"). The two genotypes differ when
+  derive.tie_se > 0 finds a cheaper statistical tie, or when derive.no_signal=plain_cnn
+  replaces a choice the supernet could not make (no candidate beats the majority class)."""
   cfg = setup.supernet
   op_costs = costs.op_cost_table(cfg.hidden, config.data.max_len,
                                  config.search.cost_norm).normalised
@@ -243,7 +260,19 @@ def measured_derive(config: ml_collections.ConfigDict, params, emb_tables,
         f"J={record['objective']:.4f} (+{record['objective'] - objective(best):.4f}, "
         f"SE {record['paired_se']:.4f}), L_E {record['efficiency']:.3f} "
         f"(best J's: {evaluated[genotype_key(best)]['efficiency']:.3f})")
-  return chosen, best, sorted(evaluated.values(), key=lambda r: r["objective"])
+  signal = signal_over_majority(max(r["accuracy"] for r in evaluated.values()), held["label"])
+  signal["fallback"] = config.derive.no_signal == "plain_cnn" and not signal["signal"]
+  if signal["fallback"]:
+    chosen = genotype_lib.plain_cnn_genotype(alpha_genotype.depth, cfg.k_max, cfg.num_nodes,
+                                             input_mode=cfg.input_mode)
+    objective(chosen)  # measured too, for the record
+    key = genotype_key(chosen)
+    diff = per_example[key] - per_example[genotype_key(best)]
+    evaluated[key]["paired_se"] = float(np.std(diff, ddof=1) / np.sqrt(len(diff)))
+    log(f"no candidate beats the majority class ({signal['best_accuracy']:.2f}% held-out "
+        f"accuracy at best, majority {signal['majority']:.2f}% + SE {signal['se']:.2f}): "
+        f"the plain CNN at alpha's depth, K={chosen.depth}")
+  return chosen, best, sorted(evaluated.values(), key=lambda r: r["objective"]), signal
 
 
 def run_derive(config: ml_collections.ConfigDict, task: Task,
@@ -268,8 +297,8 @@ def run_derive(config: ml_collections.ConfigDict, task: Task,
                                                      artefacts.FINAL_PARAMS))
     _, held = search.search_and_holdout(config, splits, knowledge)
     emb = {k: jnp.asarray(v) for k, v in emb_tables.items()}
-    geno, best, evaluated = measured_derive(config, params, emb, held, alpha_genotype,
-                                            setup, log)
+    geno, best, evaluated, signal = measured_derive(config, params, emb, held,
+                                                    alpha_genotype, setup, log)
     chosen = next(r for r in evaluated if r["genotype"] == json.loads(geno.to_json()))
     result.update(beta=config.derive.beta, tie_se=config.derive.tie_se,
                   heldout_examples=len(held["label"]),
@@ -277,7 +306,7 @@ def run_derive(config: ml_collections.ConfigDict, task: Task,
                                                  "objective") + (("paired_se",)
                                                  if "paired_se" in chosen else ())},
                   best_objective_genotype=json.loads(best.to_json()),
-                  evaluated=evaluated)
+                  signal=signal, evaluated=evaluated)
   geno.save(os.path.join(out_dir, artefacts.GENOTYPE_FILE))
   plots.plot_cell(geno.ops, geno.num_nodes, geno.depth, os.path.join(out_dir, "cell.png"),
                   title=f"{task.name}: derived cell ({config.derive.method}), K = {geno.depth}")

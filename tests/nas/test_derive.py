@@ -1,5 +1,7 @@
 """The measured derive rule: candidates, coordinate descent, the held-out loss, L_E."""
 
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -113,6 +115,53 @@ def test_one_se_rule_takes_the_cheapest_statistical_tie():
   assert derive.one_se_choice(records(), per_example, "deep", 0.01) == "deep"
   # Wide enough to cover 'tiny' too, the cheapest wins.
   assert derive.one_se_choice(records(), per_example, "deep", 100.0) == "tiny"
+
+
+def test_signal_means_beating_the_majority_class_by_one_standard_error():
+  labels = np.array([0] * 70 + [1] * 30)  # majority 70%, SE sqrt(0.7 * 0.3 / 100) = 4.58%
+  record = derive.signal_over_majority(74.0, labels)
+  assert record["majority"] == pytest.approx(70.0)
+  assert record["se"] == pytest.approx(100 * np.sqrt(0.21 / 100))
+  assert not record["signal"] and derive.signal_over_majority(75.0, labels)["signal"]
+
+
+@pytest.mark.parametrize("rule", derive.NO_SIGNAL_RULES)
+def test_without_signal_the_plain_cnn_replaces_the_cheapest_tie(rule):
+  """A random supernet on a holdout of 38 zeros and 2 ones cannot beat answering 0 (95%)
+  by a standard error: with no_signal=plain_cnn the derive takes the plain CNN at alpha's
+  depth; with one_se it takes what the one-SE rule gives."""
+  from adabert_jax.nas import search
+
+  config = load_config("tiny")
+  config.derive.update(passes=0, no_signal=rule)
+  setup = search.setup_from_config(config.search, is_pair=False)
+  params = supernet.init_supernet(jax.random.key(0), setup.supernet, 24, 2)
+  emb = testing.random_emb_tables(jax.random.key(1), 50, config.data.max_len, 24)
+  held = {k: np.asarray(v) for k, v in testing.random_search_batch(
+      3, 40, config.data.max_len, 50, 2, num_teacher_layers=2).items()}
+  held["label"] = np.array([0] * 38 + [1] * 2, np.int32)
+  alpha_genotype = genotype.Genotype(((2, 1, "avg_pool3"), (3, 2, "identity"),
+                                      (4, 3, "max_pool3")), 2, setup.supernet.k_max,
+                                     setup.supernet.num_nodes)
+  chosen, best, evaluated, signal = derive.measured_derive(
+      config, params, emb, held, alpha_genotype, setup, log=lambda _: None)
+  assert not signal["signal"] and signal["majority"] == pytest.approx(95.0)
+  plain = genotype.plain_cnn_genotype(2, setup.supernet.k_max, setup.supernet.num_nodes)
+  assert signal["fallback"] == (rule == "plain_cnn")
+  assert (chosen == plain) == (rule == "plain_cnn")
+  record = next(r for r in evaluated if r["genotype"] == json.loads(chosen.to_json()))
+  assert "paired_se" in record  # every record the report prints has one
+  # The report says which rule chose, and why.
+  from adabert_jax.eval import report
+
+  text = "\n".join(report._derive_lines({
+      "method": "measured", "heldout_examples": 40, "beta": config.derive.beta,
+      "tie_se": config.derive.tie_se, "chosen": record, "signal": signal,
+      "alpha_genotype": json.loads(alpha_genotype.to_json()),
+      "genotype": json.loads(chosen.to_json()),
+      "best_objective_genotype": json.loads(best.to_json()), "evaluated": evaluated}))
+  assert ("the supernet ranked nothing" in text) == (rule == "plain_cnn")
+  assert ("The one-SE rule took" in text or "the best J was kept" in text) == (rule == "one_se")
 
 
 def test_holdout_split_is_disjoint_fixed_and_complete():

@@ -56,6 +56,8 @@ def test_every_preset_passes(preset):
                                        "the architecture warm-up, and "
                                        "--config.search.arch_warmup_epochs is 0: set it > 0."),
     ("search.alpha_regulariser", -1.0, "--config.search.alpha_regulariser=-1.0: must be >= 0."),
+    ("derive.no_signal", "alpha", "--config.derive.no_signal='alpha': use one of one_se, "
+                                  "plain_cnn."),
 ])
 def test_a_value_out_of_range_names_its_field_and_range(field, value, message):
   config = load_config("paper")
