@@ -15,7 +15,7 @@ r"""Writes real data as a user's own CSV files, to run as a custom task (--task=
   python experiments/write_custom_csv.py --corpus=imdb --out_dir=runs/imdb_data \
       [--train_examples=4000]
   python experiments/write_custom_csv.py --corpus=glue_domains --glue_dir=../shared/glue \
-      --out_dir=runs/domains_data --train_examples=6000
+      --out_dir=runs/domains_data --train_examples=3000
   python experiments/pipeline.py --task=custom --workdir=runs/imdb_custom \
       --config=experiments/configs/default.py:cpu \
       --config.data.custom.train_file=runs/imdb_data/train.csv \
