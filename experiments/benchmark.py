@@ -22,13 +22,13 @@ def main(argv):
   del argv
   config = cli.config_with_flags(_CONFIG.value)
   workdir = cli.require_workdir()
-  task = data_pipeline.task_from_config(config)
+  task, splits, _ = data_pipeline.load_task_data(config)
   student_result = os.path.join(artefacts.student_dir(workdir), artefacts.RESULT_FILE)
   if not os.path.isfile(student_result):
     raise UserError(f"No trained student in {workdir}: run experiments/train_student.py.")
   teacher = io_utils.load_json(os.path.join(artefacts.teacher_dir(workdir),
                                             artefacts.RESULT_FILE))
-  bench = stages.ensure_benchmark(config, task, workdir, teacher,
+  bench = stages.ensure_benchmark(config, task, splits, workdir, teacher,
                                   io_utils.load_json(student_result), flags.FLAGS.overwrite)
   print(benchmark.format_table(bench, tuple(m["name"] for m in bench["models"][1:])))
   if bench.get("serving"):

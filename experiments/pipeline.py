@@ -67,7 +67,7 @@ def main(argv):
                if flags.FLAGS.baselines else None)
   if stop_after == "student":
     return
-  bench = stages.ensure_benchmark(config, task, workdir, teacher, student, overwrite)
+  bench = stages.ensure_benchmark(config, task, splits, workdir, teacher, student, overwrite)
   if stop_after == "benchmark":
     return
   comparisons = stages.dev_comparisons(task, splits, knowledge, workdir, list(baselines or {}))

@@ -96,43 +96,74 @@ def jitted_runtime(apply: Callable[[Any, dict], jax.Array], params: Any
 
 def serving(runtimes: list[tuple[str, Callable[[dict], Any]]], batch_size: int = 128,
             max_len: int = 128, requests: int = 200, pair: bool = False,
-            log: Callable[[str], None] = print) -> list[dict]:
+            log: Callable[[str], None] = print, real: dict[str, np.ndarray] | None = None
+            ) -> list[dict]:
   """What a server sees, per runtime (name, batch -> logits, blocking): the median and p99
   latency of `requests` single requests one after another, and the throughput at
-  `batch_size`; every input full length (the worst case). The ratios are against the
-  first runtime of each row's kind the caller names; here only the figures."""
-  single = random_batch(1, max_len, seed=1, pair=pair)
-  big = random_batch(batch_size, max_len, seed=2, pair=pair)
+  `batch_size`; every input full length (the worst case). With `real` (a task's tokenized
+  dev examples), each runtime gets a second row on those: the requests are random dev
+  examples and the batches random dev batches, each cut to its length bucket
+  (data/batching.py), as Student.predict cuts them. Only the figures, no ratios."""
+  inputs = [("full length", [random_batch(1, max_len, seed=1, pair=pair)],
+             random_batch(batch_size, max_len, seed=2, pair=pair))]
+  if real is not None:
+    inputs.append(("dev lengths", *_real_requests(real, batch_size, max_len, requests)))
   rows = []
-  for name, call in runtimes:
-    log(f"serving: {name} ({requests} requests of 1, then batches of {batch_size}, "
-        f"max_len {max_len}) ...")
-    call(single), call(big)  # compile / warm up
-    times = []
-    for _ in range(requests):
-      start = time.perf_counter()
-      call(single)
-      times.append(time.perf_counter() - start)
-    big_times = []
-    for _ in range(3):
-      start = time.perf_counter()
+  for lengths, singles, big in inputs:
+    for name, call in runtimes:
+      log(f"serving: {name} ({requests} requests of 1, then batches of {batch_size}, "
+          f"{lengths}, max_len {max_len}) ...")
+      for shape in {b["input_ids"].shape: b for b in singles}.values():
+        call(shape)  # compile / warm up every shape
       call(big)
-      big_times.append(time.perf_counter() - start)
-    rows.append({"name": name, "batch1_median_ms": round(1000 * statistics.median(times), 3),
-                 "batch1_p99_ms": round(1000 * float(np.percentile(times, 99)), 3),
-                 "batch1_examples_per_s": round(1 / statistics.median(times), 1),
-                 "batch_examples_per_s": round(batch_size / statistics.median(big_times), 1)})
-    log(f"  batch 1: {rows[-1]['batch1_median_ms']:.2f} ms median, "
-        f"{rows[-1]['batch1_p99_ms']:.2f} ms p99; batch {batch_size}: "
-        f"{rows[-1]['batch_examples_per_s']:.0f} ex/s")
+      times = []
+      for i in range(requests):
+        single = singles[i % len(singles)]
+        start = time.perf_counter()
+        call(single)
+        times.append(time.perf_counter() - start)
+      big_times = []
+      for _ in range(3):
+        start = time.perf_counter()
+        call(big)
+        big_times.append(time.perf_counter() - start)
+      rows.append({"name": name, "inputs": lengths,
+                   "batch1_median_ms": round(1000 * statistics.median(times), 3),
+                   "batch1_p99_ms": round(1000 * float(np.percentile(times, 99)), 3),
+                   "batch1_examples_per_s": round(1 / statistics.median(times), 1),
+                   "batch_examples_per_s": round(batch_size / statistics.median(big_times),
+                                                 1)})
+      log(f"  batch 1: {rows[-1]['batch1_median_ms']:.2f} ms median, "
+          f"{rows[-1]['batch1_p99_ms']:.2f} ms p99; batch {batch_size}: "
+          f"{rows[-1]['batch_examples_per_s']:.0f} ex/s")
   return rows
 
 
+def _real_requests(real: dict[str, np.ndarray], batch_size: int, max_len: int,
+                   requests: int) -> tuple[list[dict], dict]:
+  """(`requests` single dev examples, one dev batch of batch_size), seeded, each cut to its
+  length bucket; examples are drawn with replacement when dev has fewer."""
+  from adabert_jax.data import batching
+
+  features = {name: real[name][:, :max_len] for name in batching.SEQUENCE_FEATURES}
+  lengths = features["attention_mask"].sum(1)
+  rng = np.random.default_rng(3)
+  n = len(lengths)
+
+  def cut(idx):
+    return batching.trim(batching.take(features, idx), batching.bucket_for(lengths[idx],
+                                                                           max_len))
+
+  singles = [cut(np.array([i])) for i in rng.choice(n, requests, replace=n < requests)]
+  return singles, cut(np.sort(rng.choice(n, batch_size, replace=n < batch_size)))
+
+
 def format_serving(rows: list[dict], batch_size: int) -> str:
-  lines = [f"| runtime | batch 1 median ms | batch 1 p99 ms | batch 1 ex/s | batch {batch_size} "
-           "ex/s |", "|---|---|---|---|---|"]
+  lines = [f"| runtime | inputs | batch 1 median ms | batch 1 p99 ms | batch 1 ex/s | batch "
+           f"{batch_size} ex/s |", "|---|---|---|---|---|---|"]
   for r in rows:
-    lines.append(f"| {r['name']} | {r['batch1_median_ms']:.2f} | {r['batch1_p99_ms']:.2f} | "
+    lines.append(f"| {r['name']} | {r.get('inputs', 'full length')} | "
+                 f"{r['batch1_median_ms']:.2f} | {r['batch1_p99_ms']:.2f} | "
                  f"{r['batch1_examples_per_s']:.0f} | {r['batch_examples_per_s']:.0f} |")
   return "\n".join(lines)
 

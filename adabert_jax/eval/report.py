@@ -89,7 +89,8 @@ def _serving_lines(bench: dict) -> list[str]:
 
   if not bench.get("serving"):
     return []
-  return ["Serving (full-length inputs, model call only, tokenization excluded):", "",
+  return ["Serving (model call only, tokenization excluded; full-length inputs, and dev "
+          "examples cut to their length bucket):", "",
           format_serving(bench["serving"], bench["batch_size"]), ""]
 
 

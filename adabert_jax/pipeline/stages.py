@@ -262,12 +262,14 @@ def serving_runtimes(workdir, student, teacher) -> list:
   return runtimes
 
 
-def ensure_benchmark(config, task, workdir, teacher_result, student_result,
+def ensure_benchmark(config, task, splits, workdir, teacher_result, student_result,
                      overwrite=False) -> dict:
-  """Student, teacher and BERT-base timed in one run (see eval/benchmark.py)."""
+  """Student, teacher and BERT-base timed in one run (see eval/benchmark.py); the serving
+  figures also on the main dev split's real lengths."""
   bench_dir = artefacts.bench_dir(workdir)
   fingerprint = {"bench": config.bench.to_dict(), "student": student_result["genotype"],
-                 "teacher": teacher_result["checkpoint_id"]}
+                 "teacher": teacher_result["checkpoint_id"],
+                 "serving_inputs": "full length, dev lengths"}
 
   def run():
     geno, student_params, _ = load_student(workdir)
@@ -289,7 +291,8 @@ def ensure_benchmark(config, task, workdir, teacher_result, student_result,
     if config.bench.serving_requests:
       result["serving"] = benchmark.serving(
           serving_runtimes(workdir, models[0], models[1]), config.bench.batch_size, max_len,
-          config.bench.serving_requests, pair=task.is_pair)
+          config.bench.serving_requests, pair=task.is_pair,
+          real=splits[task.main_dev_split])
     io_utils.save_json_atomic(os.path.join(bench_dir, artefacts.BENCH_FILE), result)
     return result
 

@@ -146,4 +146,21 @@ def test_serving_times_single_requests_and_batches():
   assert calls == [(1, 8), (4, 8)] + [(1, 8)] * 5 + [(4, 8)] * 3
   (row,) = rows
   assert row["name"] == "fake" and row["batch1_p99_ms"] >= row["batch1_median_ms"] > 0
-  assert "| fake |" in benchmark.format_serving(rows, 4)
+  assert "| fake | full length |" in benchmark.format_serving(rows, 4)
+
+  # On a task's real examples: a second row, every input cut to its length bucket.
+  lengths = np.array([3, 5, 12, 20, 30, 7, 16, 9])
+  mask = (np.arange(32)[None] < lengths[:, None]).astype(np.int32)
+  real = {"input_ids": mask * 7, "token_type_ids": np.zeros_like(mask),
+          "attention_mask": mask, "label": np.zeros(8, np.int32)}
+  calls.clear()
+  rows = benchmark.serving([("fake", runtime)], batch_size=4, max_len=32, requests=6,
+                           real=real, log=lambda _: None)
+  assert [r["inputs"] for r in rows] == ["full length", "dev lengths"]
+  real_calls = calls[2 + 6 + 3:]  # after the full-length row's
+  singles = [shape for shape in real_calls if shape[0] == 1]
+  assert len(singles) >= 6 + 1 and {length for _, length in singles} <= {16, 32}
+  assert 16 in {length for _, length in singles}  # short requests are cut, not padded
+  batches = [shape for shape in real_calls if shape[0] == 4]
+  assert len(batches) == 1 + 3 and batches[0][1] in (16, 32)
+  assert "| fake | dev lengths |" in benchmark.format_serving(rows, 4)

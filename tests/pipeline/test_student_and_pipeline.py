@@ -92,10 +92,12 @@ def test_pipeline_end_to_end_and_rerun_reuses_every_stage(tiny_run):
   assert "## Are the differences real?" in (run / "report.md").read_text()
   assert (run / "report.md").read_text().startswith("# AdaBERT run: rotten_tomatoes")
   assert os.path.getsize(run / "accuracy_latency.png") > 1000
-  # Serving figures: the student in JAX and on onnxruntime (its export folder), the teacher.
+  # Serving figures: the student in JAX and on onnxruntime (its export folder), the teacher;
+  # on full-length inputs, then on dev examples cut to their length buckets.
   serving = json.load(open(run / "bench" / "bench.json"))["serving"]
   assert [r["name"] for r in serving] == ["student, JAX", "student, onnxruntime",
-                                          "teacher, JAX"]
+                                          "teacher, JAX"] * 2
+  assert [r["inputs"] for r in serving] == ["full length"] * 3 + ["dev lengths"] * 3
   assert all(r["batch1_p99_ms"] >= r["batch1_median_ms"] > 0 for r in serving)
   assert "| student, onnxruntime |" in (run / "report.md").read_text()
   # Every student and baseline has a complete export folder that predict can load.
