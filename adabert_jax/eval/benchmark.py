@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from adabert_jax import array_utils
+from adabert_jax.data import batching
 from adabert_jax.nas.costs import flops_from_cost_analysis
 
 
@@ -113,8 +114,8 @@ def serving(runtimes: list[tuple[str, Callable[[dict], Any]]], batch_size: int =
     for name, call in runtimes:
       log(f"serving: {name} ({requests} requests of 1, then batches of {batch_size}, "
           f"{lengths}, max_len {max_len}) ...")
-      for shape in {b["input_ids"].shape: b for b in singles}.values():
-        call(shape)  # compile / warm up every shape
+      for example in {b["input_ids"].shape: b for b in singles}.values():
+        call(example)  # compile / warm up every shape
       call(big)
       times = []
       for i in range(requests):
@@ -143,8 +144,6 @@ def _real_requests(real: dict[str, np.ndarray], batch_size: int, max_len: int,
                    requests: int) -> tuple[list[dict], dict]:
   """(`requests` single dev examples, one dev batch of batch_size), seeded, each cut to its
   length bucket; examples are drawn with replacement when dev has fewer."""
-  from adabert_jax.data import batching
-
   features = {name: real[name][:, :max_len] for name in batching.SEQUENCE_FEATURES}
   lengths = features["attention_mask"].sum(1)
   rng = np.random.default_rng(3)
