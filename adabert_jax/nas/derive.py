@@ -188,18 +188,23 @@ def efficiency_of(geno: genotype_lib.Genotype, cfg: supernet.SupernetConfig,
   return float(losses.efficiency_loss(sample, op_costs_O))
 
 
+def paired_se(loss_a: np.ndarray, loss_b: np.ndarray) -> float:
+  """The standard error of the mean per-example difference of two candidates' losses on
+  the same held-out examples."""
+  diff = loss_a - loss_b
+  return float(np.std(diff, ddof=1) / np.sqrt(len(diff)))
+
+
 def one_se_choice(records: dict[str, dict], per_example: dict[str, np.ndarray],
                   best_key: str, se_multiple: float) -> str:
   """The one-standard-error rule: of the records (key -> {"objective", "efficiency"}) whose
   objective exceeds the best's by at most se_multiple paired standard errors, the key of
   the cheapest (lowest efficiency; then lowest objective). Adds "paired_se" (the standard
   error of the mean per-example loss difference to the best) to every record."""
-  best_loss = per_example[best_key]
   ties = []
   for key, record in records.items():
-    diff = per_example[key] - best_loss
-    record["paired_se"] = float(np.std(diff, ddof=1) / np.sqrt(len(diff))) if key != best_key \
-        else 0.0
+    record["paired_se"] = (paired_se(per_example[key], per_example[best_key])
+                           if key != best_key else 0.0)
     if record["objective"] - records[best_key]["objective"] <= se_multiple * record["paired_se"]:
       ties.append(key)
   return min(ties, key=lambda k: (records[k]["efficiency"], records[k]["objective"]))
@@ -267,8 +272,7 @@ def measured_derive(config: ml_collections.ConfigDict, params, emb_tables,
                                              input_mode=cfg.input_mode)
     objective(chosen)  # measured too, for the record
     key = genotype_key(chosen)
-    diff = per_example[key] - per_example[genotype_key(best)]
-    evaluated[key]["paired_se"] = float(np.std(diff, ddof=1) / np.sqrt(len(diff)))
+    evaluated[key]["paired_se"] = paired_se(per_example[key], per_example[genotype_key(best)])
     log(f"no candidate beats the majority class ({signal['best_accuracy']:.2f}% held-out "
         f"accuracy at best, majority {signal['majority']:.2f}% + SE {signal['se']:.2f}): "
         f"the plain CNN at alpha's depth, K={chosen.depth}")

@@ -136,8 +136,8 @@ def host_batch(batch: dict[str, np.ndarray], mode: str) -> dict[str, np.ndarray]
   """The batch as the student reads it, prepared on the host: for siamese and aligned, the
   concatenated sequences are replaced by the two sentence views (`PAIR_VIEWS`), trimmed to
   the shortest multiple of VIEW_LENGTH_STEP that holds the longer sentence of the batch (in a
-  multi-process run, the batch's length); other modes get the batch unchanged. Outputs equal those of the untrimmed batch, since
-  padding never changes any output.
+  multi-process run, the batch's length); other modes get the batch unchanged. Outputs
+  equal those of the untrimmed batch, since padding never changes any output.
   """
   if not reads_views(mode):
     return batch
