@@ -37,7 +37,6 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
   c.data.custom.name = "custom"  # the task's name in reports and the export
   c.data.custom.train_file = ""  # CSV, TSV or JSONL with a header row (or keys)
   c.data.custom.dev_file = ""  # '' = a stratified data.dev_fraction of train (data.split_seed)
-  c.data.custom.test_file = ""  # optional, unlabelled or not: predict.py --split=test
   c.data.custom.format = ""  # csv | tsv | jsonl; '' = from each file's extension
   c.data.custom.text_columns = "text"  # one column, or two for sentence pairs: "q,passage"
   c.data.custom.label_column = "label"

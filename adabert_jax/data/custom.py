@@ -1,13 +1,14 @@
 """Your own data: a classification task defined by files (CSV, TSV or JSONL).
 
-`--task=custom` with `--config.data.custom.train_file=...` (and dev_file, test_file, the text
-column or two, the label column): the task (its labels, text fields, metric) is built from
-the config and the training file, and its files are read by `CustomFileSource`, behind the
+`--task=custom` with `--config.data.custom.train_file=...` (and dev_file, the text column or
+two, the label column): the task (its labels, text fields, metric) is built from the config
+and the training file, and its files are read by `CustomFileSource`, behind the
 same interface as the GLUE and offline sources. Formats:
   csv    RFC 4180 CSV with a header row (quoted fields may hold commas, quotes, newlines);
   tsv    tab-separated with a header row and quoting off, as GLUE writes it;
   jsonl  one JSON object per line, the columns being its keys.
-Each is guessed from the file's extension when `format` is empty.
+Each is guessed from the file's extension when `format` is empty. A test file (labels or
+not) is read by `experiments/predict.py --split=test --test_file=...`, not by the pipeline.
 """
 
 from __future__ import annotations
@@ -141,7 +142,6 @@ class CustomSpec:
   name: str
   train_file: str
   dev_file: str
-  test_file: str
   format: str
   text_columns: tuple[str, ...]
   label_column: str
@@ -160,12 +160,11 @@ class CustomSpec:
     if custom.metric not in METRICS:
       raise UserError(f"{_flag('metric')}={custom.metric!r}: use one of "
                       f"{', '.join(METRICS)}.")
-    for field in ("train_file", "dev_file", "test_file"):
+    for field in ("train_file", "dev_file"):
       if custom[field]:
         file_format(custom[field], custom.format)
-    return cls(custom.name or CUSTOM, custom.train_file, custom.dev_file, custom.test_file,
-               custom.format, text_columns, custom.label_column,
-               _split_list(custom.labels), custom.metric)
+    return cls(custom.name or CUSTOM, custom.train_file, custom.dev_file, custom.format,
+               text_columns, custom.label_column, _split_list(custom.labels), custom.metric)
 
   def task(self) -> Task:
     """The Task, with the labels listed or else the sorted set found in train."""
@@ -236,13 +235,6 @@ class CustomFileSource:
     if len(labels) == 0:
       raise UserError(f"{path} has no examples.")
     return RawSplit(task.name, split, texts, labels)
-
-  def read_test(self, task: Task) -> tuple[list[str], tuple[list[str], ...]]:
-    """(row ids, text columns) of the test file; its label column, if any, is ignored."""
-    if not self.spec.test_file:
-      raise UserError(f"Task {task.name!r} has no test file: set {_flag('test_file')}.")
-    columns, lines = read_rows(self.spec.test_file, self.spec.format, task.text_columns)
-    return [str(n) for n in lines], tuple(columns)
 
 
 def _carve(labels: np.ndarray, seed: int, dev_fraction: float, split: str) -> np.ndarray:
