@@ -17,9 +17,11 @@ r"""Writes real data as a user's own CSV files, to run as a custom task (--task=
   python experiments/write_custom_csv.py --corpus=glue_domains --glue_dir=../shared/glue \
       --out_dir=runs/domains_data --train_examples=3000
   python experiments/pipeline.py --task=custom --workdir=runs/imdb_custom \
-      --config=experiments/configs/default.py:cpu \
+      --config=experiments/configs/default.py:cpu --config.data.custom.name=imdb \
       --config.data.custom.train_file=runs/imdb_data/train.csv \
-      --config.data.custom.dev_file=runs/imdb_data/dev.csv
+      --config.data.custom.dev_file=runs/imdb_data/dev.csv \
+      --config.data.max_len=128 --config.search.holdout=1000 --config.augment.copies=8
+(docs/custom-data.md: why 128 tokens, a 1,000-review holdout and 8 copies.)
 """
 
 from __future__ import annotations
