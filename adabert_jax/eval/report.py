@@ -184,9 +184,11 @@ def _derive_lines(derived: dict) -> list[str]:
 def _tie_sentence(derived: dict) -> str:
   signal = derived.get("signal", {})
   if signal.get("fallback"):
-    return (f" No candidate's held-out accuracy beat the majority class by one standard error "
-            f"(best {signal['best_accuracy']:.2f}%, majority {signal['majority']:.2f}% + "
-            f"{signal['se']:.2f}): the supernet ranked nothing, so `derive.no_signal=plain_cnn` "
+    return (f" No candidate's held-out accuracy beat the majority class significantly "
+            f"(best of {signal['candidates']}: {signal['best_accuracy']:.2f}%, against majority "
+            f"{signal['majority']:.2f}% + {signal['z']:.2f} SE of {signal['se']:.2f} = "
+            f"{signal['threshold']:.2f}%, level {signal['level']:g} with Bonferroni's "
+            "correction): the supernet ranked nothing, so `derive.no_signal=plain_cnn` "
             "took the plain CNN at alpha's depth.")
   if not derived.get("tie_se"):
     return ""

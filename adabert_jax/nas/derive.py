@@ -31,6 +31,7 @@ import dataclasses
 import functools
 import json
 import os
+import statistics
 import time
 from typing import Any, Callable
 
@@ -71,6 +72,7 @@ def derive_fingerprint(config: ml_collections.ConfigDict, search_result: dict) -
     del fields["tie_se"]
   if fields.get("no_signal") == "one_se":  # likewise, derives made before it existed
     del fields["no_signal"]
+    fields.pop("signal_level", None)  # the test only matters to the plain_cnn fallback
   return {"derive": fields, "search": search_result["fingerprint"]}
 
 
@@ -213,14 +215,22 @@ def one_se_choice(records: dict[str, dict], per_example: dict[str, np.ndarray],
 NO_SIGNAL_RULES = ("one_se", "plain_cnn")
 
 
-def signal_over_majority(best_accuracy: float, labels: np.ndarray) -> dict:
-  """Whether the best held-out accuracy (in %) beats always answering the holdout's
-  majority class by more than one binomial standard error of that rate."""
+def signal_over_majority(best_accuracy: float, labels: np.ndarray, candidates: int,
+                         level: float) -> dict:
+  """Whether the best held-out accuracy (in %) of `candidates` measured architectures beats
+  always answering the holdout's majority class: by more than z binomial standard errors of
+  that rate, z = the one-sided normal quantile at level / candidates. The Bonferroni
+  correction is there because the best of many candidates that all predict by chance still
+  clears the majority: the largest of 160 independent standard normals is ~2.5 on average,
+  so a one-SE margin on the maximum nearly always reports a signal that is not there."""
   n = len(labels)
   majority = float(np.bincount(labels).max() / n)
   se = float(np.sqrt(majority * (1 - majority) / n))
+  z = statistics.NormalDist().inv_cdf(1.0 - level / max(candidates, 1))
+  threshold = 100 * (majority + z * se)
   return {"best_accuracy": best_accuracy, "majority": 100 * majority, "se": 100 * se,
-          "signal": best_accuracy > 100 * (majority + se)}
+          "candidates": candidates, "level": level, "z": z, "threshold": threshold,
+          "signal": best_accuracy > threshold}
 
 
 def measured_derive(config: ml_collections.ConfigDict, params, emb_tables,
@@ -265,7 +275,8 @@ def measured_derive(config: ml_collections.ConfigDict, params, emb_tables,
         f"J={record['objective']:.4f} (+{record['objective'] - objective(best):.4f}, "
         f"SE {record['paired_se']:.4f}), L_E {record['efficiency']:.3f} "
         f"(best J's: {evaluated[genotype_key(best)]['efficiency']:.3f})")
-  signal = signal_over_majority(max(r["accuracy"] for r in evaluated.values()), held["label"])
+  signal = signal_over_majority(max(r["accuracy"] for r in evaluated.values()), held["label"],
+                                len(evaluated), config.derive.signal_level)
   signal["fallback"] = config.derive.no_signal == "plain_cnn" and not signal["signal"]
   if signal["fallback"]:
     chosen = genotype_lib.plain_cnn_genotype(alpha_genotype.depth, cfg.k_max, cfg.num_nodes,
@@ -274,7 +285,8 @@ def measured_derive(config: ml_collections.ConfigDict, params, emb_tables,
     key = genotype_key(chosen)
     evaluated[key]["paired_se"] = paired_se(per_example[key], per_example[genotype_key(best)])
     log(f"no candidate beats the majority class ({signal['best_accuracy']:.2f}% held-out "
-        f"accuracy at best, majority {signal['majority']:.2f}% + SE {signal['se']:.2f}): "
+        f"accuracy at best of {signal['candidates']}, majority {signal['majority']:.2f}% + "
+        f"{signal['z']:.2f} SE of {signal['se']:.2f} = {signal['threshold']:.2f}%): "
         f"the plain CNN at alpha's depth, K={chosen.depth}")
   return chosen, best, sorted(evaluated.values(), key=lambda r: r["objective"]), signal
 

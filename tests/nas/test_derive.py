@@ -117,12 +117,36 @@ def test_one_se_rule_takes_the_cheapest_statistical_tie():
   assert derive.one_se_choice(records(), per_example, "deep", 100.0) == "tiny"
 
 
-def test_signal_means_beating_the_majority_class_by_one_standard_error():
+def test_signal_means_beating_the_majority_class_after_bonferroni():
   labels = np.array([0] * 70 + [1] * 30)  # majority 70%, SE sqrt(0.7 * 0.3 / 100) = 4.58%
-  record = derive.signal_over_majority(74.0, labels)
-  assert record["majority"] == pytest.approx(70.0)
-  assert record["se"] == pytest.approx(100 * np.sqrt(0.21 / 100))
-  assert not record["signal"] and derive.signal_over_majority(75.0, labels)["signal"]
+  se = 100 * np.sqrt(0.21 / 100)
+  # One candidate at level 0.05: z = 1.645, threshold 77.54%.
+  record = derive.signal_over_majority(77.0, labels, candidates=1, level=0.05)
+  assert record["majority"] == pytest.approx(70.0) and record["se"] == pytest.approx(se)
+  assert record["z"] == pytest.approx(1.6449, abs=1e-4)
+  assert record["threshold"] == pytest.approx(70.0 + 1.6449 * se, abs=1e-3)
+  assert not record["signal"]
+  assert derive.signal_over_majority(78.0, labels, candidates=1, level=0.05)["signal"]
+  # The same best accuracy out of 160 candidates: z = 3.42 (quantile at 1 - 0.05 / 160).
+  many = derive.signal_over_majority(78.0, labels, candidates=160, level=0.05)
+  assert many["z"] == pytest.approx(3.4205, abs=1e-3) and not many["signal"]
+
+
+def test_the_best_of_many_chance_level_candidates_is_no_signal():
+  """160 candidates, each right on an example with the majority class's rate (51% of 400,
+  RTE's holdout): no better than always answering the majority. Their best accuracy clears
+  majority + 1 SE in nearly every draw, which made the uncorrected test report a signal
+  that was not there; the corrected one reports one in about 5% of draws or fewer."""
+  rng = np.random.default_rng(0)
+  labels = np.array([0] * 204 + [1] * 196)
+  majority = 204 / 400
+  one_se = 100 * (majority + np.sqrt(majority * (1 - majority) / 400))
+  found_by_one_se = found = 0
+  for _ in range(200):
+    best = 100 * float((rng.random((160, 400)) < majority).mean(axis=1).max())
+    found_by_one_se += best > one_se
+    found += derive.signal_over_majority(best, labels, 160, 0.05)["signal"]
+  assert found_by_one_se >= 190 and found <= 20
 
 
 @pytest.mark.parametrize("rule", derive.NO_SIGNAL_RULES)
