@@ -253,10 +253,6 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
     c.student.epochs = 3
     c.bench.repeats = 2
     c.bench.serving_requests = 50
-  if preset == "quick":
-    # The demo keeps the method's augmentation, at 8 teacher-labelled copies rather than
-    # 20 so that the whole run stays within 15 minutes on 2 CPU cores.
-    c.augment.copies = 8
   if preset == "tiny":
     c.data.max_len = 32
     c.data.train_subset = 256
