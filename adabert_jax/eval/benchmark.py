@@ -168,22 +168,33 @@ def format_serving(rows: list[dict], batch_size: int) -> str:
   return "\n".join(lines)
 
 
-def bert_base_random(num_classes: int = 2, seed: int = 0) -> BenchModel:
-  """BERT-base (12 x 768, 110M) with random weights: speed does not depend on values."""
+# all-MiniLM-L6-v2's architecture (the offline teacher): 6 layers of width 384, 12 heads.
+MINILM_SHAPE = {"hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12,
+                "intermediate_size": 1536}
+
+
+def bert_random(name: str, num_classes: int = 2, seed: int = 0, **shape) -> BenchModel:
+  """A BERT encoder with a mean-pooled head and random weights (speed does not depend on
+  values); `shape` overrides BertConfig's defaults, which are bert-base-uncased's."""
   from transformers import BertConfig
   from transformers.models.bert import modeling_flax_bert
 
   from adabert_jax.teacher import bert
 
-  config = BertConfig()  # bert-base-uncased's architecture
+  config = BertConfig(**shape)
   module = modeling_flax_bert.FlaxBertModule(config=config, add_pooling_layer=False)
   ids = jnp.zeros((1, 8), jnp.int32)
   bert_params = jax.jit(module.init)(jax.random.key(seed), ids, ids, ids, ids, None)["params"]
   teacher = bert.Teacher(module, config.num_hidden_layers, config.hidden_size, num_classes,
-                         "bert-base (random)")
+                         name)
   params = {"bert": bert_params,
             "head": bert.init_head(jax.random.key(seed + 1), config.hidden_size, num_classes)}
-  return BenchModel("BERT-base (random weights)", lambda p, b: teacher.logits(p, b), params)
+  return BenchModel(name, lambda p, b: teacher.logits(p, b), params)
+
+
+def bert_base_random(num_classes: int = 2, seed: int = 0) -> BenchModel:
+  """BERT-base (12 x 768, 110M) with random weights, the paper's reference."""
+  return bert_random("BERT-base (random weights)", num_classes, seed)
 
 
 def format_table(bench: dict, references: tuple[str, ...] = ()) -> str:

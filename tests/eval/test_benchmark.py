@@ -170,3 +170,15 @@ def test_serving_times_single_requests_and_batches():
   batches = [shape for shape in real_calls if shape[0] == 4]
   assert len(batches) == 1 + 3 and batches[0][1] in (16, 32)
   assert "| fake | dev lengths |" in benchmark.format_serving(rows, 4)
+
+
+
+def test_bert_random_builds_the_asked_shape():
+  shape = dict(vocab_size=V, hidden_size=24, num_hidden_layers=2, num_attention_heads=2,
+               intermediate_size=32, max_position_embeddings=L)
+  teacher = benchmark.bert_random("tiny teacher", 3, **shape)
+  assert len(teacher.params["bert"]["encoder"]["layer"]) == 2
+  assert teacher.params["bert"]["embeddings"]["word_embeddings"]["embedding"].shape == (V, 24)
+  assert teacher.params["bert"]["encoder"]["layer"]["0"]["intermediate"]["dense"][
+      "kernel"].shape == (24, 32)
+  assert teacher.apply(teacher.params, benchmark.random_batch(B, L, V)).shape == (B, 3)
