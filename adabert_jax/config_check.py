@@ -100,13 +100,15 @@ RANGES: dict[str, tuple] = {
 
 
 def _choices() -> dict[str, tuple[str, ...]]:
-  from adabert_jax.nas import costs, derive, gumbel, inputs, losses, search_step, supernet
+  from adabert_jax.nas import (costs, derive, gumbel, inputs, losses, search, search_step,
+                               supernet)
 
   return {"search.mode": supernet.MODES, "search.pair_mode": inputs.PAIR_MODES,
           "search.depth_mix": losses.DEPTH_MIXES, "search.layer_kd_map": losses.LAYER_KD_MAPS,
           "search.cost_norm": costs.COST_NORMS,
           "search.temperature_schedule": gumbel.TEMPERATURE_SCHEDULES,
           "search.warmup_sampling": gumbel.WARMUP_SAMPLINGS,
+          "search.train_data": search.TRAIN_DATA,
           "derive.no_signal": derive.NO_SIGNAL_RULES,
           "search.arch_weight_decay_mode": search_step.WEIGHT_DECAY_MODES}
 
@@ -170,6 +172,9 @@ def check(config: ml_collections.ConfigDict) -> None:
   if config.search.warmup_sampling == "fair" and not config.search.arch_warmup_epochs:
     raise UserError("--config.search.warmup_sampling=fair samples during the architecture "
                     "warm-up, and --config.search.arch_warmup_epochs is 0: set it > 0.")
+  if config.search.train_data == "augmented" and config.augment.copies <= 0:
+    raise UserError("--config.search.train_data=augmented searches on the augmented copies, "
+                    "and --config.augment.copies is 0: set it > 0, or use train_data=train.")
   if config.teacher.max_len > config.data.max_len:
     raise UserError(f"--config.teacher.max_len={config.teacher.max_len} is longer than "
                     f"--config.data.max_len={config.data.max_len}: use 0 (= data.max_len) "

@@ -52,7 +52,8 @@ def main(argv):
                                       overwrite)
   if stop_after == "precompute":
     return
-  search = stages.ensure_search(config, task, splits, knowledge, workdir, teacher, overwrite)
+  search = stages.ensure_search(config, task, splits, knowledge, workdir, teacher, overwrite,
+                                vocab=vocab)
   if stop_after == "search":
     return
   derived = stages.ensure_derive(config, task, splits, knowledge, workdir, search, overwrite)

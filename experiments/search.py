@@ -28,7 +28,8 @@ def main(argv):
   teacher = stages.ensure_teacher(config, task, splits, workdir, overwrite)
   knowledge = stages.ensure_knowledge(config, task, splits, vocab, workdir, teacher,
                                       overwrite)
-  result = stages.ensure_search(config, task, splits, knowledge, workdir, teacher, overwrite)
+  result = stages.ensure_search(config, task, splits, knowledge, workdir, teacher, overwrite,
+                                vocab=vocab)
   print(f"alpha's genotype ({workdir}/search/result.json): {result['genotype']}")
   print("(the derive stage of pipeline.py or train_student.py makes the one students use, "
         f"by --config.derive.method={config.derive.method})")

@@ -57,7 +57,8 @@ def main(argv):
   teacher = stages.ensure_teacher(config, task, splits, workdir, overwrite)
   knowledge = stages.ensure_knowledge(config, task, splits, vocab, workdir, teacher,
                                       overwrite)
-  search = stages.ensure_search(config, task, splits, knowledge, workdir, teacher, overwrite)
+  search = stages.ensure_search(config, task, splits, knowledge, workdir, teacher, overwrite,
+                                vocab=vocab)
   if not flags.FLAGS.genotype:
     stages.ensure_derive(config, task, splits, knowledge, workdir, search, overwrite)
   augmented = stages.ensure_augmented(config, splits, vocab, workdir, teacher, knowledge,

@@ -126,6 +126,11 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
   c.search.keep_checkpoints = 3
   c.search.max_steps = 0  # > 0: stop after this many steps (tests, quick looks)
   c.search.train_subset = 0  # > 0: search on a fixed random subset of train
+  # What the supernet trains on: train (the training set) | augmented (the training set plus
+  # the augment stage's teacher-labelled copies, which then runs before the search; the
+  # copies of search.holdout examples stay out). Small tasks give the search 1 + copies
+  # times the examples per epoch, so set search.epochs accordingly.
+  c.search.train_data = "train"
   # > 0: this many training examples are kept out of the search; derive.method=measured
   # scores candidate architectures on them (never on dev, which stays the test set).
   c.search.holdout = 0

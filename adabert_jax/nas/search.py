@@ -64,7 +64,9 @@ def setup_from_config(cfg: ml_collections.ConfigDict, is_pair: bool) -> SearchSe
 _ADDED_LATER = {"holdout": 0, "depth_mix": "logits", "layer_kd_map": "ceil",
                 "cost_norm": "max", "arch_weight_decay_mode": "decoupled",
                 "temperature_schedule": "exponential", "warmup_sampling": "gumbel",
-                "alpha_regulariser": 0.0}
+                "alpha_regulariser": 0.0, "train_data": "train"}
+
+TRAIN_DATA = ("train", "augmented")  # what the supernet trains on (config.search.train_data)
 
 
 def search_fingerprint(config: ml_collections.ConfigDict, teacher_checkpoint_id: str) -> dict:
@@ -72,9 +74,12 @@ def search_fingerprint(config: ml_collections.ConfigDict, teacher_checkpoint_id:
                    if k not in _ADDED_LATER or v != _ADDED_LATER[k]}
   if search_fields.get("temperature_schedule", "exponential") == "exponential":
     search_fields.pop("temperature_anneal_rate", None)  # unused by that schedule
-  return {"search": search_fields, "teacher_checkpoint_id": teacher_checkpoint_id,
-          "max_len": config.data.max_len, "train_subset": config.data.train_subset,
-          "seed": config.seed, "task": config.task}
+  fingerprint = {"search": search_fields, "teacher_checkpoint_id": teacher_checkpoint_id,
+                 "max_len": config.data.max_len, "train_subset": config.data.train_subset,
+                 "seed": config.seed, "task": config.task}
+  if config.search.train_data == "augmented":
+    fingerprint["augment"] = config.augment.to_dict()
+  return fingerprint
 
 
 def with_knowledge(arrays: dict[str, np.ndarray], knowledge: dict[str, np.ndarray]
@@ -89,13 +94,22 @@ def with_knowledge(arrays: dict[str, np.ndarray], knowledge: dict[str, np.ndarra
 
 
 def search_and_holdout(config: ml_collections.ConfigDict,
-                       splits: dict[str, dict[str, np.ndarray]], knowledge: dict[str, dict]
+                       splits: dict[str, dict[str, np.ndarray]], knowledge: dict[str, dict],
+                       augmented: dict[str, np.ndarray] | None = None
                        ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
   """(the search's training examples, the held-out ones), with the teacher's knowledge:
-  search.holdout examples of train kept out, then the search.train_subset of the rest."""
-  rest, held = batching.holdout_split(with_knowledge(splits["train"], knowledge["train"]),
-                                      config.search.holdout, config.seed + 7)
-  return batching.fixed_subset(rest, config.search.train_subset, config.seed), held
+  search.holdout examples of train kept out, then the search.train_subset of the rest,
+  then (with `augmented`, stages.ensure_augmented's copies and their "source" rows) the
+  copies of exactly those examples, so no copy of a held-out example reaches the search."""
+  train = with_knowledge(splits["train"], knowledge["train"])
+  train["row"] = np.arange(len(train["label"]))
+  rest, held = batching.holdout_split(train, config.search.holdout, config.seed + 7)
+  rest = batching.fixed_subset(rest, config.search.train_subset, config.seed)
+  rows, _ = rest.pop("row"), held.pop("row")
+  if augmented is not None:
+    keep = np.isin(augmented["source"], rows)
+    rest = {k: np.concatenate([rest[k], augmented[k][keep]]) for k in rest}
+  return rest, held
 
 
 def evaluate_fixed(params, emb_tables, arrays, sample, cfg: supernet.SupernetConfig,
@@ -139,15 +153,20 @@ def _stop_if_not_finite(metrics: dict, step: int, ring: checkpoints.CheckpointRi
 
 def run_search(config: ml_collections.ConfigDict, task: Task,
                splits: dict[str, dict[str, np.ndarray]], knowledge: dict[str, dict],
-               emb_tables: dict[str, np.ndarray], teacher_result: dict, workdir: str) -> dict:
-  """Runs (or resumes) the search; returns result.json's content."""
+               emb_tables: dict[str, np.ndarray], teacher_result: dict, workdir: str,
+               augmented: dict[str, np.ndarray] | None = None) -> dict:
+  """Runs (or resumes) the search; returns result.json's content. `augmented` (the augment
+  stage's copies) is what search.train_data=augmented adds to the training examples."""
   cfg = config.search
   setup = setup_from_config(cfg, task.is_pair)
   out_dir = artefacts.search_dir(workdir)
   os.makedirs(out_dir, exist_ok=True)
   mesh = sharding.make_mesh()
   sharding.check_batch_size(cfg.batch_size, mesh, "search.batch_size")
-  train, _ = search_and_holdout(config, splits, knowledge)
+  if (cfg.train_data == "augmented") != (augmented is not None):
+    raise ValueError(f"search.train_data={cfg.train_data!r} with "
+                     f"{'no ' if augmented is None else ''}augmented copies passed")
+  train, _ = search_and_holdout(config, splits, knowledge, augmented)
   dev = splits[task.main_dev_split]
   steps_per_epoch = batching.steps_per_epoch(train, cfg.batch_size)
   total_steps = steps_per_epoch * cfg.epochs

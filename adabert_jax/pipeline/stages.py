@@ -117,12 +117,20 @@ def ensure_augmented(config, splits, vocab, workdir, teacher_result, knowledge,
 
 
 def ensure_search(config, task, splits, knowledge, workdir, teacher_result,
-                  overwrite=False) -> dict:
+                  overwrite=False, *, vocab) -> dict:
+  """The finished search; with search.train_data=augmented the augment stage runs first
+  (ensure_augmented: made once, reused by the student)."""
   fingerprint = search.search_fingerprint(config, teacher_result["checkpoint_id"])
-  return runner.run_stage("search", artefacts.search_dir(workdir), artefacts.RESULT_FILE, fingerprint,
-                   overwrite, lambda: search.run_search(
-                       config, task, splits, knowledge["knowledge"],
-                       knowledge["emb_tables"], teacher_result, workdir))
+
+  def run():
+    augmented = (ensure_augmented(config, splits, vocab, workdir, teacher_result, knowledge,
+                                  overwrite) if config.search.train_data == "augmented"
+                 else None)
+    return search.run_search(config, task, splits, knowledge["knowledge"],
+                             knowledge["emb_tables"], teacher_result, workdir, augmented)
+
+  return runner.run_stage("search", artefacts.search_dir(workdir), artefacts.RESULT_FILE,
+                          fingerprint, overwrite, run)
 
 
 def ensure_derive(config, task, splits, knowledge, workdir, search_result,

@@ -333,7 +333,7 @@ def run_augmentation(config: ml_collections.ConfigDict, train: dict[str, np.ndar
 def load_augmented(path: str, train: dict[str, np.ndarray], expected_meta: dict
                    ) -> dict[str, np.ndarray]:
   """The augmented copies as training arrays with their knowledge (the segment ids and
-  mask come from each copy's source row)."""
+  mask come from each copy's source row, "source": that row of train)."""
   data = io_utils.load_npz(path, ("meta", "source", "input_ids", "label", "teacher_logits",
                                  "probe_logits"))
   stale = _stale_fields(io_utils.json_loads(str(data["meta"])), expected_meta)
@@ -346,4 +346,5 @@ def load_augmented(path: str, train: dict[str, np.ndarray], expected_meta: dict
   return {"input_ids": data["input_ids"], "label": data["label"],
           "token_type_ids": train["token_type_ids"][source],
           "attention_mask": train["attention_mask"][source],
-          "teacher_logits": data["teacher_logits"], "probe_logits": data["probe_logits"]}
+          "teacher_logits": data["teacher_logits"], "probe_logits": data["probe_logits"],
+          "source": source}

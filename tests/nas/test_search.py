@@ -130,3 +130,77 @@ def test_bad_search_config_value(tiny_bert_dir):
   config = _config(tiny_bert_dir, mode="everything")
   with pytest.raises(UserError, match=r"Bad --config.search.\* value: .*mode"):
     search.setup_from_config(config.search, False)
+
+
+def _numbered_train(n):
+  """A train split whose input_ids' first token is the row's number, with its knowledge."""
+  ids = np.zeros((n, 4), np.int32)
+  ids[:, 0] = np.arange(n)
+  train = {"input_ids": ids, "token_type_ids": np.zeros_like(ids),
+           "attention_mask": np.ones_like(ids), "label": np.arange(n) % 2}
+  knowledge = {"teacher_logits": np.zeros((n, 2), np.float32),
+               "probe_logits": np.zeros((n, 3, 2), np.float32)}
+  return {"train": train}, {"train": knowledge}
+
+
+@pytest.mark.parametrize("train_subset", [0, 30])
+def test_search_on_augmented_copies_leaves_out_the_held_out_examples(train_subset):
+  """search.train_data=augmented: the search reads its training rows plus the copies of
+  exactly those rows; no copy of a held-out (or subsetted-away) example gets in."""
+  n, copies = 80, 3
+  splits, knowledge = _numbered_train(n)
+  source = np.tile(np.arange(n, dtype=np.int32), copies)
+  augmented = {"input_ids": splits["train"]["input_ids"][source] + 1000,  # copy of row r: r + 1000
+               "token_type_ids": np.zeros((n * copies, 4), np.int32),
+               "attention_mask": np.ones((n * copies, 4), np.int32),
+               "label": source % 2, "teacher_logits": np.ones((n * copies, 2), np.float32),
+               "probe_logits": np.ones((n * copies, 3, 2), np.float32), "source": source}
+  config = load_config("tiny")
+  config.search.update(holdout=20, train_subset=train_subset)
+  plain, held = search.search_and_holdout(config, splits, knowledge)
+  train, held_again = search.search_and_holdout(config, splits, knowledge, augmented)
+  np.testing.assert_array_equal(held["input_ids"], held_again["input_ids"])
+  assert "source" not in train and set(train) == set(plain)
+  originals = plain["input_ids"][:, 0]
+  assert len(originals) == (train_subset or n - 20)
+  first = train["input_ids"][:, 0]
+  np.testing.assert_array_equal(first[:len(originals)], originals)
+  copied_rows = first[len(originals):] - 1000
+  assert len(copied_rows) == copies * len(originals)
+  np.testing.assert_array_equal(np.unique(copied_rows), np.sort(originals))
+  assert not np.isin(copied_rows, held["input_ids"][:, 0]).any()
+  # The copies keep their own knowledge.
+  assert train["teacher_logits"][len(originals):].min() == 1.0
+
+
+def test_search_on_augmented_copies_runs_the_augment_stage_first(prepared, tiny_bert_dir,
+                                                                  tmp_path):
+  task, splits, vocab, workdir, teacher, knowledge = prepared
+  run = str(tmp_path / "run")
+  os.makedirs(run)
+  for stage in ("teacher", "knowledge"):
+    os.symlink(os.path.join(workdir, stage), os.path.join(run, stage))
+  config = _config(tiny_bert_dir, train_data="augmented", max_steps=2)
+  config.augment.copies = 2
+  result = stages.ensure_search(config, task, splits, knowledge, run, teacher, vocab=vocab)
+  n = len(splits["train"]["label"])
+  assert result["train_examples"] == 3 * n  # steps_per_epoch * batch_size, n divides by 8
+  assert result["fingerprint"]["augment"]["copies"] == 2
+  assert os.path.isfile(os.path.join(run, "augment", "augmented.npz"))
+  # The student's call reuses the copies the search made.
+  config.augment.copies = 2
+  assert stages.ensure_augmented(config, splits, vocab, run, teacher, knowledge) is not None
+
+
+def test_search_on_augmented_copies_needs_copies():
+  from adabert_jax import config_check
+
+  config = load_config("tiny")
+  config.search.train_data = "augmented"
+  config.augment.copies = 0
+  with pytest.raises(UserError, match="train_data=augmented.*augment.copies is 0"):
+    config_check.check(config)
+  config.search.train_data = "everything"
+  with pytest.raises(UserError, match="search.train_data='everything': use one of train, "
+                                      "augmented"):
+    config_check.check(config)
