@@ -1,6 +1,5 @@
 """experiments/bench_random_weights.py: the benchmark's protocol on random weights."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,17 +12,14 @@ from adabert_jax.eval import benchmark
 from adabert_jax.nas.genotype import Genotype
 from adabert_jax.student import model
 from adabert_jax.teacher import bert
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, load_script
 
 SCRIPT = os.path.join(REPO_ROOT, "experiments", "bench_random_weights.py")
 B, L, V = 4, 16, 1100  # random_batch draws ids from [1000, V)
 
 
 def _script():
-  spec = importlib.util.spec_from_file_location("bench_random_weights", SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_script("bench_random_weights")
 
 
 def test_the_random_student_is_the_exported_form_of_the_training_form():

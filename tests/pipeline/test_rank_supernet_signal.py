@@ -1,24 +1,16 @@
 """experiments/rank_supernet.py --signal_architectures: what the loss and alpha's gradient
 say about each op."""
 
-import importlib.util
-import os
-
 import jax
 import numpy as np
 import pytest
 
 from adabert_jax.nas import losses, ops, supernet, testing
-from tests.helpers import REPO_ROOT
-
-SCRIPT = os.path.join(REPO_ROOT, "experiments", "rank_supernet.py")
+from tests.helpers import load_script
 
 
 def _script():
-  spec = importlib.util.spec_from_file_location("rank_supernet", SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_script("rank_supernet")
 
 
 def test_op_signal_covers_every_op_fairly_and_the_two_modes_agree():
