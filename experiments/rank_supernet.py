@@ -28,9 +28,8 @@ from absl import flags
 
 from adabert_jax import artefacts, cli, io_utils
 from adabert_jax.pipeline import runner, stages
-from adabert_jax.data import pipeline as data_pipeline
+from adabert_jax.data import batching, pipeline as data_pipeline
 from adabert_jax.errors import UserError
-from adabert_jax.data import batching
 from adabert_jax.nas import (derive, genotype as genotype_lib, gumbel, inputs, ops, search,
                              search_step)
 from adabert_jax.train import checkpoints, sharding

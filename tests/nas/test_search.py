@@ -188,7 +188,6 @@ def test_search_on_augmented_copies_runs_the_augment_stage_first(prepared, tiny_
   assert result["fingerprint"]["augment"]["copies"] == 2
   assert os.path.isfile(os.path.join(run, "augment", "augmented.npz"))
   # The student's call reuses the copies the search made.
-  config.augment.copies = 2
   assert stages.ensure_augmented(config, splits, vocab, run, teacher, knowledge) is not None
 
 
