@@ -45,3 +45,40 @@ def random_search_batch(seed: int, batch_size: int, length: int, vocab_size: int
       "probe_logits": jnp.asarray(
           rng.normal(size=(batch_size, num_teacher_layers + 1, num_classes)), jnp.float32),
   }
+
+
+PAIR_CLS, PAIR_SEP = 1, 2  # the stand-in [CLS] and [SEP] ids of pair_arrays
+
+
+def pair_arrays(a_rows, b_rows, length: int) -> dict[str, jax.Array]:
+  """Concatenated `[CLS] a [SEP] b [SEP]` arrays with token types, as the tokenizer writes
+  them, from two lists of token-id rows."""
+  n = len(a_rows)
+  ids, types, mask = (np.zeros((n, length), np.int32) for _ in range(3))
+  for i, (a, b) in enumerate(zip(a_rows, b_rows)):
+    row = [PAIR_CLS, *a, PAIR_SEP, *b, PAIR_SEP]
+    ids[i, :len(row)] = row
+    types[i, len(a) + 2:len(row)] = 1
+    mask[i, :len(row)] = 1
+  return {"input_ids": jnp.asarray(ids), "token_type_ids": jnp.asarray(types),
+          "attention_mask": jnp.asarray(mask)}
+
+
+# A pair task no additive model can learn: is sentence B sentence A with its words shuffled
+# (1), or another sentence drawn from the same words (0)? Every word is equally likely in A
+# and in B under both labels, so f(A) + g(B) carries no signal.
+SYNTHETIC_WORDS, SYNTHETIC_LENGTH, SYNTHETIC_MAX_LEN = 8, 6, 16
+
+
+def synthetic_pairs(n: int, seed: int) -> dict[str, jax.Array]:
+  """n pairs of that task (ids 5..12, 6 words each, max_len 16) with their labels."""
+  rng = np.random.default_rng(seed)
+  a_rows, b_rows = [], []
+  labels = rng.integers(0, 2, n)
+  for label in labels:
+    a = rng.integers(5, 5 + SYNTHETIC_WORDS, SYNTHETIC_LENGTH)
+    b = rng.permutation(a) if label else rng.integers(5, 5 + SYNTHETIC_WORDS, SYNTHETIC_LENGTH)
+    a_rows.append(list(a))
+    b_rows.append(list(b))
+  return dict(pair_arrays(a_rows, b_rows, SYNTHETIC_MAX_LEN),
+              label=jnp.asarray(labels, jnp.int32))

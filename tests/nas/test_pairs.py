@@ -15,24 +15,11 @@ from adabert_jax.nas import genotype as genotype_lib, gumbel, inputs, supernet, 
 from adabert_jax.student import model
 
 TEACHER_WIDTH, VOCAB, POSITIONS, CLASSES = 24, 60, 64, 2
-CLS, SEP = 1, 2
+CLS, SEP = testing.PAIR_CLS, testing.PAIR_SEP
 CFG = supernet.SupernetConfig(hidden=16, k_max=3, num_nodes=3, dropout=0.0)
 CELL = ((2, 0, "conv3"), (2, 1, "dil_conv5"), (3, 1, "max_pool3"), (3, 2, "avg_pool3"),
         (4, 0, "identity"), (4, 3, "conv7"))
 COMPARING_MODES = ("siamese", "attend", "aligned")
-
-
-def _pair_arrays(a_rows, b_rows, length):
-  """Concatenated `[CLS] a [SEP] b [SEP]` arrays with token types, as the tokenizer writes them."""
-  n = len(a_rows)
-  ids, types, mask = (np.zeros((n, length), np.int32) for _ in range(3))
-  for i, (a, b) in enumerate(zip(a_rows, b_rows)):
-    row = [CLS, *a, SEP, *b, SEP]
-    ids[i, :len(row)] = row
-    types[i, len(a) + 2:len(row)] = 1
-    mask[i, :len(row)] = 1
-  return {"input_ids": jnp.asarray(ids), "token_type_ids": jnp.asarray(types),
-          "attention_mask": jnp.asarray(mask)}
 
 
 def _geno(mode, depth=2, ops=CELL):
@@ -52,7 +39,7 @@ def _emb():
 
 
 def test_split_pair_puts_each_sentence_at_position_zero():
-  batch = _pair_arrays([[11, 12, 13], [21]], [[31, 32], [41, 42, 43, 44]], length=12)
+  batch = testing.pair_arrays([[11, 12, 13], [21]], [[31, 32], [41, 42, 43, 44]], length=12)
   ids_a, mask_a, ids_b, mask_b = map(np.asarray, inputs.split_pair(
       batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]))
   np.testing.assert_array_equal(ids_a[0, :6], [CLS, 11, 12, 13, SEP, 0])
@@ -76,7 +63,7 @@ def _interaction_batch(length=24, seed=0):
   a2, b2 = list(a1), list(b1)
   a2[3:6] = rng.integers(5, VOCAB, 3)
   b2[3:5] = rng.integers(5, VOCAB, 2)
-  return _pair_arrays([a1, a1, a2, a2], [b1, b2, b1, b2], length)
+  return testing.pair_arrays([a1, a1, a2, a2], [b1, b2, b1, b2], length)
 
 
 def _interaction(logits):
@@ -118,7 +105,7 @@ def test_both_sentences_reach_the_plain_cnn(mode):
 
 @pytest.mark.parametrize("mode", inputs.PAIR_MODES)
 def test_padding_never_changes_the_outputs_of_either_stream(mode):
-  batch = _pair_arrays([[11, 12, 13, 14], [21, 22]], [[31, 32], [41, 42, 43, 44, 45]], 16)
+  batch = testing.pair_arrays([[11, 12, 13, 14], [21, 22]], [[31, 32], [41, 42, 43, 44, 45]], 16)
   padded = batch["attention_mask"] == 0
   junk = dict(batch, input_ids=jnp.where(padded, 7, batch["input_ids"]),
               token_type_ids=jnp.where(padded, 1, batch["token_type_ids"]))
@@ -143,7 +130,7 @@ def test_padding_never_changes_the_outputs_of_either_stream(mode):
 @pytest.mark.parametrize("mode", inputs.PAIR_MODES)
 def test_host_views_are_trimmed_and_change_no_output(mode):
   # Concatenations of 9 and 11 tokens in 64 positions; the longer sentence has 7 tokens.
-  batch = {k: np.asarray(v) for k, v in _pair_arrays(
+  batch = {k: np.asarray(v) for k, v in testing.pair_arrays(
       [[11, 12, 13, 14, 15], [21, 22]], [[31, 32], [41, 42, 43, 44, 45]], 64).items()}
   batch["label"] = np.array([0, 1], np.int32)
   host = inputs.host_batch(batch, mode)
@@ -252,29 +239,12 @@ def test_genotypes_keep_their_input_mode_and_aligned_cells_read_both_sentences()
     genotype_lib.Genotype(ops=CELL, depth=1, k_max=3, num_nodes=3, input_mode="crossed")
 
 
-# A task no additive model can learn: is sentence B sentence A with its words shuffled (1),
-# or another sentence drawn from the same words (0)? Every word is equally likely in A and
-# in B under both labels, so f(A) + g(B) carries no signal.
-SYN_WORDS, SYN_LEN, SYN_MAX = 8, 6, 16
-
-
-def _synthetic_pairs(n, seed):
-  rng = np.random.default_rng(seed)
-  a_rows, b_rows = [], []
-  labels = rng.integers(0, 2, n)
-  for label in labels:
-    a = rng.integers(5, 5 + SYN_WORDS, SYN_LEN)
-    b = rng.permutation(a) if label else rng.integers(5, 5 + SYN_WORDS, SYN_LEN)
-    a_rows.append(list(a))
-    b_rows.append(list(b))
-  return dict(_pair_arrays(a_rows, b_rows, SYN_MAX), label=jnp.asarray(labels, jnp.int32))
-
-
+# The synthetic task (testing.synthetic_pairs): is B a shuffle of A? No additive model can tell.
 def _train_and_score(mode, steps=300, batch_size=64):
   geno = genotype_lib.plain_cnn_genotype(1, CFG.k_max, CFG.num_nodes, input_mode=mode)
   params = model.init_student(jax.random.key(0), geno, 32, TEACHER_WIDTH, CLASSES)
   emb = testing.random_emb_tables(jax.random.key(1), VOCAB, POSITIONS, TEACHER_WIDTH)
-  train, test = _synthetic_pairs(steps * batch_size, 0), _synthetic_pairs(1024, 1)
+  train, test = testing.synthetic_pairs(steps * batch_size, 0), testing.synthetic_pairs(1024, 1)
   tx = optax.adam(3e-3)
   opt_state = tx.init(params)
 
