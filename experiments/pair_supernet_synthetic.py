@@ -109,8 +109,7 @@ def run(dropout: float, args) -> Iterator[dict]:
         "ce_first_100": float(np.mean(ce[:100])), "ce_last_100": float(np.mean(ce[-100:])),
         "accuracy_plain_cnn": accuracy(state.params, emb, test, plain, cfg),
         "accuracy_alpha_genotype": accuracy(state.params, emb, test, alpha_geno, cfg),
-        "alpha_genotype": f"K={alpha_geno.depth} " + " ".join(
-            f"{src}->{node}:{name}" for node, src, name in alpha_geno.ops),
+        "alpha_genotype": f"K={alpha_geno.depth} {genotype_lib.ops_summary(alpha_geno)}",
         "seconds": time.perf_counter() - start}
 
 

@@ -117,7 +117,7 @@ def coordinate_descent(objective: Callable[[genotype_lib.Genotype], float],
   to its best op (zero included), then the best depth. A change is kept only when it
   lowers the objective; the rounds stop early when one changes nothing."""
   best = min(starts, key=objective)
-  log(f"best start: K={best.depth}, {_ops_summary(best)}, J={objective(best):.4f}")
+  log(f"best start: K={best.depth}, {genotype_lib.ops_summary(best)}, J={objective(best):.4f}")
   for round_index in range(passes):
     changed = False
     for edge in cfg.edges:
@@ -129,15 +129,11 @@ def coordinate_descent(objective: Callable[[genotype_lib.Genotype], float],
       candidate = dataclasses.replace(best, depth=depth)
       if objective(candidate) < objective(best):
         best, changed = candidate, True
-    log(f"round {round_index + 1}: K={best.depth}, {_ops_summary(best)}, "
+    log(f"round {round_index + 1}: K={best.depth}, {genotype_lib.ops_summary(best)}, "
         f"J={objective(best):.4f}")
     if not changed:
       break
   return best
-
-
-def _ops_summary(geno: genotype_lib.Genotype) -> str:
-  return " ".join(f"{src}->{node}:{name}" for node, src, name in geno.ops)
 
 
 # Measuring the supernet.
@@ -271,8 +267,9 @@ def measured_derive(config: ml_collections.ConfigDict, params, emb_tables,
                                config.derive.tie_se)
     chosen = genotype_lib.Genotype.from_json(chosen_key)
     record = evaluated[chosen_key]
-    log(f"one-SE rule ({config.derive.tie_se:g} SE): K={chosen.depth}, {_ops_summary(chosen)}, "
-        f"J={record['objective']:.4f} (+{record['objective'] - objective(best):.4f}, "
+    log(f"one-SE rule ({config.derive.tie_se:g} SE): K={chosen.depth}, "
+        f"{genotype_lib.ops_summary(chosen)}, J={record['objective']:.4f} "
+        f"(+{record['objective'] - objective(best):.4f}, "
         f"SE {record['paired_se']:.4f}), L_E {record['efficiency']:.3f} "
         f"(best J's: {evaluated[genotype_key(best)]['efficiency']:.3f})")
   signal = signal_over_majority(max(r["accuracy"] for r in evaluated.values()), held["label"],
@@ -339,7 +336,7 @@ def format_candidates(result: dict, top: int = 10) -> str:
            "|---|---|---|---|---|---|" + ("---|" if with_se else "")]
   for r in result.get("evaluated", [])[:top]:
     geno = genotype_lib.Genotype.from_json(json.dumps(r["genotype"]))
-    lines.append(f"| {geno.depth} | {_ops_summary(geno)} | {r['loss']:.4f} | "
+    lines.append(f"| {geno.depth} | {genotype_lib.ops_summary(geno)} | {r['loss']:.4f} | "
                  f"{r['accuracy']:.2f} | {r['efficiency']:.3f} | {r['objective']:.4f} |"
                  + ((" - |" if r["genotype"] == result["best_objective_genotype"]
                      else f" {r['paired_se']:.4f} |") if with_se else ""))

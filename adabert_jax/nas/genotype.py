@@ -123,6 +123,11 @@ class Genotype:
       raise GenotypeError(f"{path}: {e}") from None
 
 
+def ops_summary(geno: Genotype) -> str:
+  """The cell on one line: "0->2:conv3 1->2:identity ..." (source->node:op per edge)."""
+  return " ".join(f"{src}->{node}:{name}" for node, src, name in geno.ops)
+
+
 def op_probabilities(arch_params: dict[str, Any]) -> np.ndarray:
   """softmax(alpha_ops) over ops, as numpy [E, NUM_OPS]."""
   return np.asarray(jax.nn.softmax(jnp.asarray(arch_params["alpha_ops"]), axis=-1))
