@@ -44,8 +44,10 @@ def parse_args():
   args = parser.parse_args()
   if args.hidden < 1 or args.k_max < 0:
     parser.error("--hidden must be >= 1 and --k_max >= 0")
-  if args.steps < 200:
-    parser.error("--steps must be >= 200 (the report averages the first and last 100)")
+  epochs = default_config.get_config("pairs").search.epochs
+  if args.steps < 200 or args.steps % epochs:
+    parser.error(f"--steps must be >= 200 (the report averages the first and last 100) and a "
+                 f"multiple of the preset's search.epochs, {epochs} (its schedules run by epoch)")
   try:
     args.dropouts = [float(d) for d in args.dropouts.split(",")]
     args.seeds = [int(seed) for seed in args.seeds.split(",")]
@@ -79,11 +81,8 @@ def run(dropout: float, args) -> Iterator[dict]:
                             k_max=args.k_max or setup.supernet.k_max)
   plain = genotype_lib.plain_cnn_genotype(min(3, cfg.k_max), cfg.k_max, cfg.num_nodes,
                                           input_mode=cfg.input_mode)
-  warmup = round(args.steps * config.arch_warmup_epochs / config.epochs)
-  optimizer = search_step.make_optimizer(setup.optimizer, args.steps, warmup)
-  search_cfg = search_step.SearchConfig(
-      total_steps=args.steps, temperature_start=config.temperature_start,
-      temperature_end=config.temperature_end, temperature_schedule=config.temperature_schedule)
+  # The preset's schedules over args.steps, as search.epochs epochs.
+  optimizer, search_cfg = search.step_schedules(config, setup, args.steps // config.epochs)
   sampler_kw = {}
   if args.fixed:
     fixed = {k: jnp.asarray(v) for k, v in genotype_lib.genotype_to_onehots(plain, cfg).items()}

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from adabert_jax import artefacts, io_utils, plots
 from adabert_jax.data import batching, metrics as metrics_lib
@@ -80,6 +81,21 @@ def search_fingerprint(config: ml_collections.ConfigDict, teacher_checkpoint_id:
   if config.search.train_data == "augmented":
     fingerprint["augment"] = config.augment.to_dict()
   return fingerprint
+
+
+def step_schedules(cfg: ml_collections.ConfigDict, setup: SearchSetup, steps_per_epoch: int
+                   ) -> tuple[optax.GradientTransformation, search_step.SearchConfig]:
+  """The optimizer and the step's schedules (learning rates, arch warm-up, temperature, fair
+  sampling, regulariser ramp) of a search of cfg.epochs epochs of steps_per_epoch steps."""
+  total_steps = steps_per_epoch * cfg.epochs
+  warmup_steps = steps_per_epoch * cfg.arch_warmup_epochs
+  optimizer = search_step.make_optimizer(setup.optimizer, total_steps, warmup_steps)
+  return optimizer, search_step.SearchConfig(
+      total_steps=total_steps, temperature_start=cfg.temperature_start,
+      temperature_end=cfg.temperature_end, temperature_schedule=cfg.temperature_schedule,
+      temperature_anneal_rate=cfg.temperature_anneal_rate, steps_per_epoch=steps_per_epoch,
+      fair_warmup_steps=warmup_steps if cfg.warmup_sampling == "fair" else 0,
+      alpha_regulariser=cfg.alpha_regulariser)
 
 
 def with_knowledge(arrays: dict[str, np.ndarray], knowledge: dict[str, np.ndarray]
@@ -173,20 +189,9 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
   if cfg.max_steps:
     total_steps = min(total_steps, cfg.max_steps)
   cost_table = costs.op_cost_table(cfg.hidden, config.data.max_len, cfg.cost_norm)
-  optimizer = search_step.make_optimizer(setup.optimizer, steps_per_epoch * cfg.epochs,
-                                         steps_per_epoch * cfg.arch_warmup_epochs)
-  step_fn = search_step.make_search_step(
-      setup.supernet, setup.loss,
-      search_step.SearchConfig(total_steps=steps_per_epoch * cfg.epochs,
-                               temperature_start=cfg.temperature_start,
-                               temperature_end=cfg.temperature_end,
-                               temperature_schedule=cfg.temperature_schedule,
-                               temperature_anneal_rate=cfg.temperature_anneal_rate,
-                               steps_per_epoch=steps_per_epoch,
-                               fair_warmup_steps=(steps_per_epoch * cfg.arch_warmup_epochs
-                                                  if cfg.warmup_sampling == "fair" else 0),
-                               alpha_regulariser=cfg.alpha_regulariser),
-      optimizer, cost_table.normalised, donate_state=True)
+  optimizer, search_cfg = step_schedules(cfg, setup, steps_per_epoch)
+  step_fn = search_step.make_search_step(setup.supernet, setup.loss, search_cfg, optimizer,
+                                         cost_table.normalised, donate_state=True)
 
   base_key = jax.random.key(config.seed)
   init_key, data_key, search_key = (jax.random.fold_in(base_key, i) for i in range(3))
