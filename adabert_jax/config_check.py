@@ -68,6 +68,7 @@ RANGES: dict[str, tuple] = {
     "search.alpha_regulariser": _AT_LEAST_0,
     "search.holdout": _AT_LEAST_0,
     "search.train_subset": _AT_LEAST_0,
+    "search.seed_offset": _AT_LEAST_0,
     "search.max_steps": _AT_LEAST_0,
     "search.checkpoint_every_steps": _AT_LEAST_1,
     "search.keep_checkpoints": _AT_LEAST_1,

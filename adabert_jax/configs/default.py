@@ -128,6 +128,10 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
   c.search.keep_checkpoints = 3
   c.search.max_steps = 0  # > 0: stop after this many steps (tests, quick looks)
   c.search.train_subset = 0  # > 0: search on a fixed random subset of train
+  # Added to config.seed for the supernet's initialisation, batch order and architecture
+  # sampling only: the teacher, holdout, augmented copies and student initialisation keep
+  # config.seed, so runs that differ in this alone show how stable the search is.
+  c.search.seed_offset = 0
   # What the supernet trains on: train (the training set) | augmented (the training set plus
   # the augment stage's teacher-labelled copies, which then runs before the search; the
   # copies of search.holdout examples stay out). Small tasks give the search 1 + copies

@@ -65,7 +65,7 @@ def setup_from_config(cfg: ml_collections.ConfigDict, is_pair: bool) -> SearchSe
 _ADDED_LATER = {"holdout": 0, "depth_mix": "logits", "layer_kd_map": "ceil",
                 "cost_norm": "max", "arch_weight_decay_mode": "decoupled",
                 "temperature_schedule": "exponential", "warmup_sampling": "gumbel",
-                "alpha_regulariser": 0.0, "train_data": "train"}
+                "alpha_regulariser": 0.0, "train_data": "train", "seed_offset": 0}
 
 TRAIN_DATA = ("train", "augmented")  # what the supernet trains on (config.search.train_data)
 
@@ -193,7 +193,7 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
   step_fn = search_step.make_search_step(setup.supernet, setup.loss, search_cfg, optimizer,
                                          cost_table.normalised, donate_state=True)
 
-  base_key = jax.random.key(config.seed)
+  base_key = jax.random.key(config.seed + cfg.seed_offset)
   init_key, data_key, search_key = (jax.random.fold_in(base_key, i) for i in range(3))
   teacher_width = emb_tables["word"].shape[1]
   state = search_step.init_search_state(init_key, setup.supernet, teacher_width,

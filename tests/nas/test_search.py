@@ -95,6 +95,28 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(prepared, tiny
       straight, "search", "result.json")))["genotype"]
 
 
+def test_seed_offset_changes_the_search_alone(prepared, tiny_bert_dir, tmp_path):
+  """search.seed_offset reseeds the supernet's init, batches and sampling, nothing upstream;
+  at 0 it stays out of the fingerprint, so searches made before it existed are reused."""
+  task, splits, _, _, _, knowledge = prepared
+  runs = {}
+  for offset in (0, 1):
+    config = _config(tiny_bert_dir, max_steps=4, seed_offset=offset, holdout=8)
+    workdir = str(tmp_path / f"offset{offset}")
+    runs[offset] = _search(config, prepared, workdir), _final_params(workdir)
+    _, held = search.search_and_holdout(config, splits, knowledge["knowledge"])
+    runs[offset] += (held["input_ids"],)
+  assert "seed_offset" not in runs[0][0]["fingerprint"]["search"]
+  assert runs[1][0]["fingerprint"]["search"]["seed_offset"] == 1
+  assert runs[0][0]["fingerprint"]["seed"] == runs[1][0]["fingerprint"]["seed"]
+  np.testing.assert_array_equal(runs[0][2], runs[1][2])  # the same held-out examples
+  def differs(a, b):
+    return jax.tree.leaves(jax.tree.map(lambda x, y: not np.array_equal(x, y), a, b))
+  assert all(differs(runs[0][1]["arch"], runs[1][1]["arch"]))  # alpha's sampling noise
+  # The weights start elsewhere (never-sampled ops with constant inits excepted).
+  assert np.mean(differs(runs[0][1], runs[1][1])) > 0.5
+
+
 def test_nan_in_the_knowledge_stops_with_the_step_and_term(prepared, tiny_bert_dir,
                                                            tmp_path):
   task, splits, vocab, workdir, teacher, knowledge = prepared
