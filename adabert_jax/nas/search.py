@@ -42,11 +42,13 @@ def setup_from_config(cfg: ml_collections.ConfigDict, is_pair: bool) -> SearchSe
   """The search's static setup from config.search, for a single-sentence or a pair task
   (search.pair_mode applies to pairs only)."""
   try:
+    input_mode = inputs.input_mode(cfg.pair_mode, is_pair)
     return SearchSetup(
         supernet.SupernetConfig(hidden=cfg.hidden, k_max=cfg.k_max, num_nodes=cfg.num_nodes,
                                 dropout=cfg.dropout, mode=cfg.mode, remat=cfg.remat,
-                                input_mode=inputs.input_mode(cfg.pair_mode, is_pair),
-                                embedding_probe=cfg.layer_kd_map == "authors"),
+                                input_mode=input_mode,
+                                embedding_probe=cfg.layer_kd_map == "authors",
+                                exact_match=cfg.exact_match and inputs.reads_views(input_mode)),
         losses.LossConfig(gamma=cfg.gamma, beta=cfg.beta, temperature=cfg.kd_temperature,
                           final_kd_weight=cfg.final_kd_weight, depth_mix=cfg.depth_mix,
                           layer_kd_map=cfg.layer_kd_map),
@@ -65,7 +67,8 @@ def setup_from_config(cfg: ml_collections.ConfigDict, is_pair: bool) -> SearchSe
 _ADDED_LATER = {"holdout": 0, "depth_mix": "logits", "layer_kd_map": "ceil",
                 "cost_norm": "max", "arch_weight_decay_mode": "decoupled",
                 "temperature_schedule": "exponential", "warmup_sampling": "gumbel",
-                "alpha_regulariser": 0.0, "train_data": "train", "seed_offset": 0}
+                "alpha_regulariser": 0.0, "train_data": "train", "seed_offset": 0,
+                "exact_match": False}
 
 TRAIN_DATA = ("train", "augmented")  # what the supernet trains on (config.search.train_data)
 

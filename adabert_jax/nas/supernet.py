@@ -88,6 +88,9 @@ class SupernetConfig:
     uses this; a search does not need it.
   embedding_probe: a student probe on layer 0 (the embedded input) as well as on every cell,
     for the authors' layer map (losses.LossConfig.layer_kd_map="authors").
+  exact_match: each word of a pair also carries whether it occurs in the other sentence
+    (inputs.exact_match_flags), as a learnt vector added to its embedding; modes that read
+    the two views only.
   """
   hidden: int = 128
   k_max: int = 8
@@ -98,6 +101,7 @@ class SupernetConfig:
   unroll: bool = False
   input_mode: str = "single"
   embedding_probe: bool = True
+  exact_match: bool = False
 
   def __post_init__(self):
     if self.mode not in MODES:
@@ -110,6 +114,9 @@ class SupernetConfig:
         raise ValueError(f"SupernetConfig.{field} must be >= 1, got {getattr(self, field)}")
     if not 0.0 <= self.dropout < 1.0:
       raise ValueError(f"SupernetConfig.dropout must be in [0, 1), got {self.dropout}")
+    if self.exact_match and not inputs.reads_views(self.input_mode):
+      raise ValueError(f"SupernetConfig.exact_match needs a pair mode that reads the two "
+                       f"sentences as views, not {self.input_mode!r}")
 
   @property
   def edges(self) -> tuple[tuple[int, int], ...]:
@@ -150,6 +157,8 @@ def init_supernet(key: jax.Array, cfg: SupernetConfig, teacher_width: int,
           "bias": jnp.zeros((k_max, num_classes)),
       },
   }
+  if cfg.exact_match:  # its own key too
+    weights["embedding"].update(inputs.init_exact_match(jax.random.fold_in(keys[0], 1), h))
   if cfg.embedding_probe:  # its own key, so the other parameters are the same without it
     weights["probes"]["embedding_kernel"] = ops.flat_normal(
         jax.random.fold_in(keys[3], 1), (f, num_classes)) / f ** 0.5

@@ -186,7 +186,8 @@ def ensure_student(config, task, splits, knowledge, workdir, search_result, *, g
       params = model.from_supernet(searched_params(workdir), geno, supernet_cfg)
     else:
       params = model.init_student(jax.random.key(config.seed + 11), geno, supernet_cfg.hidden,
-                                  knowledge["emb_tables"]["word"].shape[1], task.num_classes)
+                                  knowledge["emb_tables"]["word"].shape[1], task.num_classes,
+                                  exact_match=supernet_cfg.exact_match)
     train = batching.fixed_subset(
         search.with_knowledge(splits["train"], knowledge["knowledge"]["train"]),
         config.student.train_subset, config.seed)

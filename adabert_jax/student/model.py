@@ -2,13 +2,14 @@
 
 Params (training form):
   {"embedding": {"kernel" [Dt, H], "bias" [H],           # projection of the frozen teacher tables
-                 "ln_scale" [H], "ln_bias" [H]},         # LayerNorm after it (nas/inputs.py)
+                 "ln_scale" [H], "ln_bias" [H],          # LayerNorm after it (nas/inputs.py)
+                 "match" [H]},                           # exact match, if the model has it
    "cells": [{"edges": [op params per genotype edge], "node_logits": [N]}] * K,
    "head": {"mix_logits" [K+1], "kernel" [F, C], "bias" [C]},
    "probes": {"kernel" [K, F, C], "bias" [K, C]}}        # for layer-wise KD while training
 F is the feature width: H, 4H for the siamese pair mode or 8H for attend (nas/inputs.py;
 the genotype's input_mode says how a pair is read). The exported form replaces the projection by the
-projected tables {"embedding": {"word" [V, H], "position" [P, H], "ln_scale", "ln_bias"}} and
+projected tables {"embedding": {"word" [V, H], "position" [P, H], "ln_scale", "ln_bias"(, "match")}} and
 drops the probes: the deployable model needs neither the teacher's 384-wide tables nor the KD
 heads.
 
@@ -36,8 +37,12 @@ def _edges_into(geno: Genotype, node: int) -> list[tuple[int, int, str]]:
 
 
 def init_student(key: jax.Array, geno: Genotype, hidden: int, teacher_width: int,
-                 num_classes: int) -> Params:
-  """Fresh weights for the genotype (the 'train from scratch' baseline)."""
+                 num_classes: int, exact_match: bool = False) -> Params:
+  """Fresh weights for the genotype (the 'train from scratch' baseline); `exact_match` as in
+  supernet.SupernetConfig."""
+  if exact_match and not inputs.reads_views(geno.input_mode):
+    raise ValueError(f"exact_match needs a pair mode that reads the two sentences as views, "
+                     f"not {geno.input_mode!r}")
   k, f = geno.depth, inputs.feature_width(hidden, geno.input_mode)
   keys = jax.random.split(key, 4 + k)
   cells = []
@@ -46,10 +51,12 @@ def init_student(key: jax.Array, geno: Genotype, hidden: int, teacher_width: int
     cells.append({"edges": [ops.init_op(name, edge_keys[i], hidden)
                             for i, (_, _, name) in enumerate(geno.ops)],
                   "node_logits": jnp.zeros((geno.num_nodes,))})
+  embedding = {"kernel": jax.random.normal(keys[0], (teacher_width, hidden)) / teacher_width ** 0.5,
+               "bias": jnp.zeros((hidden,)), **inputs.init_embedding_norm(hidden)}
+  if exact_match:
+    embedding.update(inputs.init_exact_match(jax.random.fold_in(keys[0], 1), hidden))
   return {
-      "embedding": {"kernel": jax.random.normal(keys[0], (teacher_width, hidden))
-                              / teacher_width ** 0.5,
-                    "bias": jnp.zeros((hidden,)), **inputs.init_embedding_norm(hidden)},
+      "embedding": embedding,
       "cells": cells,
       "head": {"mix_logits": jnp.zeros((k + 1,)),
                "kernel": jax.random.normal(keys[1], (f, num_classes)) / f ** 0.5,
@@ -96,7 +103,8 @@ def export(params: Params, emb_tables: dict[str, Any]) -> Params:
               + np.asarray(emb["bias"]))
   out = {k: v for k, v in params.items() if k not in ("embedding", "probes")}
   out["embedding"] = {"word": word.astype(np.float32), "position": position.astype(np.float32),
-                      **{k: np.asarray(emb[k], np.float32) for k in ("ln_scale", "ln_bias")}}
+                      **{k: np.asarray(emb[k], np.float32) for k in
+                         ("ln_scale", "ln_bias", inputs.EXACT_MATCH_PARAM) if k in emb}}
   return out
 
 

@@ -159,6 +159,31 @@ def _split_pair(g: _Graph, ids: str, types: str, mask: str) -> tuple[str, str, s
   return ids_a, g.op("Cast", seg_a, to=7), ids_b, g.op("Cast", mask_b, to=7)
 
 
+def _content_mask(g: _Graph, mask: str) -> str:
+  """inputs.content_mask in ONNX: bool [B, L], the real tokens but position 0 and the last."""
+  zero, one = g.const(np.array([0], np.int64)), g.const(np.array([1], np.int64))
+  big, axis1 = g.const(np.array([np.iinfo(np.int64).max], np.int64)), one
+  after = g.op("Concat", g.op("Slice", mask, one, big, axis1),
+               g.op("Mul", g.op("Slice", mask, zero, one, axis1), g.const(np.int64(0))), axis=1)
+  length = g.op("Gather", g.op("Shape", mask), g.const(np.int64(1)), axis=0)
+  t = g.op("Range", g.const(np.int64(0)), length, g.const(np.int64(1)))
+  not_first = g.op("Unsqueeze", g.op("Greater", t, g.const(np.int64(0))), zero)  # [1, L]
+  return g.op("And", g.op("Greater", g.op("Mul", mask, after), g.const(np.int64(0))),
+              not_first)
+
+
+def _exact_match_flags(g: _Graph, ids_a: str, mask_a: str, ids_b: str, mask_b: str) -> str:
+  """inputs.exact_match_flags in ONNX: float [2B, L], A's flags, then B's."""
+  words_a, words_b = _content_mask(g, mask_a), _content_mask(g, mask_b)
+  axis1, axis2 = g.const(np.array([1], np.int64)), g.const(np.array([2], np.int64))
+  same = g.op("Equal", g.op("Unsqueeze", ids_a, axis2), g.op("Unsqueeze", ids_b, axis1))
+  same = g.op("And", g.op("And", same, g.op("Unsqueeze", words_a, axis2)),
+              g.op("Unsqueeze", words_b, axis1))  # [B, La, Lb]
+  same = g.op("Cast", same, to=1)
+  return g.op("Concat", g.op("ReduceMax", same, axes=[2], keepdims=0),
+              g.op("ReduceMax", same, axes=[1], keepdims=0), axis=0)
+
+
 def student_onnx(params: dict, geno: Genotype, num_classes: int):
   """An onnx.ModelProto of exported student `params` (student.model.export's form)."""
   g = _Graph()
@@ -168,13 +193,17 @@ def student_onnx(params: dict, geno: Genotype, num_classes: int):
   word, position = g.const(emb["word"], "word"), g.const(emb["position"], "position")
   ids, types, mask = INPUT_NAMES
 
-  def embed(ids_bl: str, mask_bl: str) -> str:
-    """[B, D, L]: word + position, LayerNorm, zero at padding (inputs._normalise_and_drop)."""
+  def embed(ids_bl: str, mask_bl: str, match_flags_bl: str | None = None) -> str:
+    """[B, D, L]: word + position (+ the exact-match vector where flagged), LayerNorm, zero
+    at padding (inputs.cell_inputs, inputs._normalise_and_drop)."""
     length = g.op("Unsqueeze", g.op("Gather", g.op("Shape", ids_bl), g.const(np.int64(1)),
                                     axis=0), g.const(np.array([0], np.int64)))
     pos = g.op("Slice", position, g.const(np.array([0], np.int64)), length,
                g.const(np.array([0], np.int64)))
     x = g.op("Add", g.op("Gather", word, ids_bl, axis=0), pos)  # [B, L, D]
+    if match_flags_bl is not None:
+      flags = g.op("Unsqueeze", match_flags_bl, g.const(np.array([2], np.int64)))
+      x = g.op("Add", x, g.op("Mul", flags, g.const(emb[inputs.EXACT_MATCH_PARAM], "match")))
     x = g.op("Transpose", x, perm=[0, 2, 1])
     x = _layer_norm_channels(g, x, emb["ln_scale"], emb["ln_bias"])
     return g.op("Mul", x, _mask_b1l(mask_bl))
@@ -198,7 +227,9 @@ def student_onnx(params: dict, geno: Genotype, num_classes: int):
     ids_a, mask_a, ids_b, mask_b = _split_pair(g, ids, types, mask)
     ids_x = g.op("Concat", ids_a, ids_b, axis=0)
     mask_x = g.op("Concat", mask_a, mask_b, axis=0)
-    x = embed(ids_x, mask_x)
+    flags = (_exact_match_flags(g, ids_a, mask_a, ids_b, mask_b)
+             if inputs.EXACT_MATCH_PARAM in emb else None)
+    x = embed(ids_x, mask_x, flags)
     if inputs.encodes_separately(mode):
       s0 = s1 = layer0 = x
       m = _mask_b1l(mask_x)

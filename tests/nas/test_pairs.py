@@ -27,9 +27,15 @@ def _geno(mode, depth=2, ops=CELL):
                                input_mode=mode)
 
 
-def _student(mode, geno=None, seed=0):
+# (mode, exact_match): every pair mode, and the modes that read views with exact match too.
+FORMS = ([(mode, False) for mode in inputs.PAIR_MODES]
+         + [(mode, True) for mode in COMPARING_MODES])
+
+
+def _student(mode, geno=None, seed=0, exact_match=False):
   geno = geno or _geno(mode)
-  params = model.init_student(jax.random.key(seed), geno, CFG.hidden, TEACHER_WIDTH, CLASSES)
+  params = model.init_student(jax.random.key(seed), geno, CFG.hidden, TEACHER_WIDTH, CLASSES,
+                              exact_match=exact_match)
   return geno, params
 
 
@@ -103,13 +109,14 @@ def test_both_sentences_reach_the_plain_cnn(mode):
   assert min(moved_by_a, moved_by_b) > 0.2 * max(moved_by_a, moved_by_b)
 
 
-@pytest.mark.parametrize("mode", inputs.PAIR_MODES)
-def test_padding_never_changes_the_outputs_of_either_stream(mode):
-  batch = testing.pair_arrays([[11, 12, 13, 14], [21, 22]], [[31, 32], [41, 42, 43, 44, 45]], 16)
+@pytest.mark.parametrize("mode,exact_match", FORMS)
+def test_padding_never_changes_the_outputs_of_either_stream(mode, exact_match):
+  # B shares a word with A in both rows, so that exact-match flags are set.
+  batch = testing.pair_arrays([[11, 12, 13, 14], [21, 22]], [[31, 12], [41, 42, 21, 44, 45]], 16)
   padded = batch["attention_mask"] == 0
   junk = dict(batch, input_ids=jnp.where(padded, 7, batch["input_ids"]),
               token_type_ids=jnp.where(padded, 1, batch["token_type_ids"]))
-  geno, params = _student(mode)
+  geno, params = _student(mode, exact_match=exact_match)
   out = model.student_apply(params, batch, geno, emb_tables=_emb())
   out_junk = model.student_apply(params, junk, geno, emb_tables=_emb())
   for name in ("logits", "layer_logits"):
@@ -118,7 +125,7 @@ def test_padding_never_changes_the_outputs_of_either_stream(mode):
   trimmed = {k: v[:, :12] for k, v in batch.items()}
   np.testing.assert_allclose(model.student_apply(params, trimmed, geno, emb_tables=_emb())
                              ["logits"], out["logits"], rtol=1e-5, atol=1e-6)
-  cfg = dataclasses.replace(CFG, input_mode=mode)
+  cfg = dataclasses.replace(CFG, input_mode=mode, exact_match=exact_match)
   sparams = supernet.init_supernet(jax.random.key(3), cfg, TEACHER_WIDTH, CLASSES)
   sample = gumbel.sample_architecture(jax.random.key(4), sparams["arch"], 1.0)
   a = supernet.supernet_apply(sparams, _emb(), batch, sample, cfg, train=False)
@@ -157,15 +164,20 @@ def test_host_views_are_trimmed_and_change_no_output(mode):
       rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("mode", inputs.PAIR_MODES)
-def test_supernet_equals_student_under_a_fixed_architecture(mode):
-  cfg = dataclasses.replace(CFG, input_mode=mode)
+@pytest.mark.parametrize("mode,exact_match", FORMS)
+def test_supernet_equals_student_under_a_fixed_architecture(mode, exact_match):
+  cfg = dataclasses.replace(CFG, input_mode=mode, exact_match=exact_match)
   params = supernet.init_supernet(jax.random.key(5), cfg, TEACHER_WIDTH, CLASSES)
   params["arch"]["alpha_ops"] = jax.random.normal(jax.random.key(6), (cfg.num_edges, 10))
   params["arch"]["alpha_depth"] = jnp.array([0.0, 2.0, 0.0])
   geno = genotype_lib.derive_genotype(params["arch"], cfg)
   assert geno.input_mode == mode
   batch = testing.random_search_batch(0, 4, 16, VOCAB, CLASSES, 4, pair=True)
+  if exact_match:  # some words shared, so that the flags are not all zero
+    assert inputs.EXACT_MATCH_PARAM in params["weights"]["embedding"]
+    flags = inputs.exact_match_flags(*inputs.split_pair(
+        batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]))
+    assert 0 < float(jnp.concatenate(flags).sum())
   fixed = supernet.supernet_apply(params, _emb(), batch,
                                   genotype_lib.genotype_to_onehots(geno, cfg), cfg, train=False)
   student = model.from_supernet(params, geno, cfg)
@@ -179,6 +191,43 @@ def test_supernet_equals_student_under_a_fixed_architecture(mode):
                              fixed["logits"], atol=1e-5)
   width = {"siamese": 4 * CFG.hidden, "attend": 8 * CFG.hidden}.get(mode, CFG.hidden)
   chex.assert_shape(student["head"]["kernel"], (width, CLASSES))
+
+
+def test_exact_match_flags_mark_the_words_found_in_the_other_sentence():
+  batch = testing.pair_arrays([[11, 12, 13, 12], [21]], [[12, 31, 11], [CLS, SEP, 21, 21]], 10)
+  ids_a, mask_a, ids_b, mask_b = inputs.split_pair(
+      batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+  flags_a, flags_b = map(np.asarray, inputs.exact_match_flags(ids_a, mask_a, ids_b, mask_b))
+  # [CLS] 11 12 13 12 [SEP] / [CLS] 12 31 11 [SEP]: [CLS] and [SEP] never count.
+  np.testing.assert_array_equal(flags_a[0], [0, 1, 1, 0, 1, 0, 0, 0, 0, 0])
+  np.testing.assert_array_equal(flags_b[0], [0, 1, 0, 1, 0, 0, 0, 0, 0, 0])
+  # Ids of [CLS] and [SEP] inside a sentence are words like any other.
+  np.testing.assert_array_equal(flags_a[1], [0, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+  np.testing.assert_array_equal(flags_b[1], [0, 0, 0, 1, 1, 0, 0, 0, 0, 0])
+
+
+@pytest.mark.parametrize("mode", ("siamese", "attend"))
+def test_with_exact_match_a_sentence_is_read_in_the_light_of_the_other(mode):
+  """Encoded on its own, sentence A's pooled layers do not depend on B; with exact match they
+  change when B takes up one of A's words, and only then."""
+  a = [11, 12, 13, 14]
+  batch = testing.pair_arrays([a, a, a], [[31, 32, 33], [31, 32, 34], [31, 12, 33]], 16)
+  for exact_match in (False, True):
+    cfg = dataclasses.replace(CFG, input_mode=mode, exact_match=exact_match)
+    params = supernet.init_supernet(jax.random.key(3), cfg, TEACHER_WIDTH, CLASSES)
+    sample = gumbel.sample_architecture(jax.random.key(4), params["arch"], 1.0)
+    pooled = np.asarray(supernet.supernet_apply(params, _emb(), batch, sample, cfg,
+                                                train=False)["pooled"])[:3, :, :CFG.hidden]
+    np.testing.assert_allclose(pooled[1], pooled[0], atol=1e-6)  # B changed, no shared word
+    moved = np.abs(pooled[2] - pooled[0]).max()
+    assert moved > 1e-2 if exact_match else moved < 1e-6
+
+
+def test_exact_match_needs_a_mode_that_reads_views():
+  with pytest.raises(ValueError, match="exact_match needs a pair mode"):
+    dataclasses.replace(CFG, input_mode="masked", exact_match=True)
+  with pytest.raises(ValueError, match="exact_match needs a pair mode"):
+    model.init_student(jax.random.key(0), _geno("single"), 8, 6, 2, exact_match=True)
 
 
 def test_cross_align_attends_over_the_other_sentence_only():

@@ -24,9 +24,10 @@ CELL = ((2, 0, "conv3"), (2, 1, "dil_conv5"), (3, 1, "max_pool3"), (3, 2, "ident
         (4, 0, "avg_pool3"), (4, 3, "conv7"), (4, 2, "zero"))
 
 
-def _exported(vocab, mode, seed=0):
+def _exported(vocab, mode, seed=0, exact_match=False):
   geno = genotype_lib.Genotype(ops=CELL, depth=2, k_max=3, num_nodes=3, input_mode=mode)
-  params = model.init_student(jax.random.key(seed), geno, HIDDEN, TEACHER_WIDTH, 2)
+  params = model.init_student(jax.random.key(seed), geno, HIDDEN, TEACHER_WIDTH, 2,
+                              exact_match=exact_match)
   # Unequal node and layer-mix weights, so that a mix-up between them shows.
   for c, cell in enumerate(params["cells"]):
     cell["node_logits"] = jax.random.normal(jax.random.key(seed + 10 + c), (3,))
@@ -36,8 +37,8 @@ def _exported(vocab, mode, seed=0):
   return geno, model.export(params, emb)
 
 
-def _write(tmp_path, vocab, task_name="sst2", mode="single"):
-  geno, params = _exported(vocab, mode)
+def _write(tmp_path, vocab, task_name="sst2", mode="single", exact_match=False):
+  geno, params = _exported(vocab, mode, exact_match=exact_match)
   path = str(tmp_path / "export")
   export.write_export(path, params, geno, get_task(task_name), vocab, MAX_LEN)
   return path, geno, params
@@ -50,12 +51,14 @@ PAIRS = [("He left the house .", "He has gone out ."), ("Stocks fell .", "It rai
          ("A man plays a guitar on stage tonight .", "Someone plays music .")]
 
 
-@pytest.mark.parametrize("task_name,mode", [("sst2", "single"), ("mrpc", "siamese"),
-                                            ("rte", "aligned"), ("qnli", "masked"),
-                                            ("rte", "attend")])
+@pytest.mark.parametrize("task_name,mode,exact_match", [
+    ("sst2", "single", False), ("mrpc", "siamese", False), ("rte", "aligned", False),
+    ("qnli", "masked", False), ("rte", "attend", False), ("mrpc", "siamese", True),
+    ("rte", "aligned", True)])
 def test_the_export_folder_holds_the_model_and_reloads_to_the_same_outputs(
-    tmp_path, vocab, task_name, mode):
-  path, geno, params = _write(tmp_path, vocab, task_name, mode)
+    tmp_path, vocab, task_name, mode, exact_match):
+  path, geno, params = _write(tmp_path, vocab, task_name, mode, exact_match)
+  assert (inputs.EXACT_MATCH_PARAM in params["embedding"]) == exact_match
   assert sorted(os.listdir(path)) == sorted(export.FILES + (export.MANIFEST,))
   loaded, geno2, task, max_len = export.load_export(path)
   assert geno2 == geno and max_len == MAX_LEN and task.labels == get_task(task_name).labels
