@@ -9,9 +9,9 @@ Params (training form):
    "probes": {"kernel" [K, F, C], "bias" [K, C]}}        # for layer-wise KD while training
 F is the feature width: H, 4H for the siamese pair mode or 8H for attend (nas/inputs.py;
 the genotype's input_mode says how a pair is read). The exported form replaces the projection by the
-projected tables {"embedding": {"word" [V, H], "position" [P, H], "ln_scale", "ln_bias"(, "match")}} and
-drops the probes: the deployable model needs neither the teacher's 384-wide tables nor the KD
-heads.
+projected tables {"embedding": {"word" [V, H], "position" [P, H], "ln_scale", "ln_bias"}} (and
+"match" if present) and drops the probes: the deployable model needs neither the teacher's
+384-wide tables nor the KD heads.
 
 The computation mirrors the supernet's under a fixed architecture exactly (tested), so
 weights can be inherited from the search.
