@@ -19,6 +19,7 @@ from absl import flags
 from adabert_jax import cli, io_utils
 from adabert_jax.data import metrics, pipeline as data_pipeline
 from adabert_jax.errors import UserError
+from adabert_jax.nas import inputs
 
 flags.DEFINE_string("out", "", "Also write the results as JSON here.")
 _CONFIG = cli.define_config_flag(cli.default_config("pairs"))
@@ -26,23 +27,21 @@ _CONFIG = cli.define_config_flag(cli.default_config("pairs"))
 FEATURES = ("coverage", "jaccard")
 
 
-def token_sets(ids_L: np.ndarray, types_L: np.ndarray, mask_L: np.ndarray
-               ) -> tuple[set[int], set[int]]:
-  """The distinct token ids of sentence A and of sentence B in one `[CLS] a [SEP] b [SEP]`
-  row, without [CLS] and the two [SEP]s."""
-  real = mask_L > 0
-  a_positions = np.flatnonzero(real & (types_L == 0))[1:-1]  # drop [CLS] and A's [SEP]
-  b_positions = np.flatnonzero(real & (types_L == 1))[:-1]  # drop B's [SEP]
-  return set(ids_L[a_positions].tolist()), set(ids_L[b_positions].tolist())
+def sentence_words(arrays: dict[str, np.ndarray]) -> list[tuple[set[int], set[int]]]:
+  """Per pair, the distinct token ids of sentence A and of sentence B without [CLS] and [SEP]:
+  the words the student's exact-match flags compare (inputs.split_pair, inputs.content_mask)."""
+  ids_a, mask_a, ids_b, mask_b = inputs.split_pair(
+      arrays["input_ids"], arrays["token_type_ids"], arrays["attention_mask"], xp=np)
+  words_a, words_b = (inputs.content_mask(m, xp=np) > 0 for m in (mask_a, mask_b))
+  return [(set(a[wa].tolist()), set(b[wb].tolist()))
+          for a, wa, b, wb in zip(ids_a, words_a, ids_b, words_b)]
 
 
 def overlap_features(arrays: dict[str, np.ndarray]) -> np.ndarray:
   """[N, 2] float: each pair's coverage (|A & B| / |B|) and Jaccard index (|A & B| / |A | B|);
   0 where B (or both) is empty."""
   out = np.zeros((len(arrays["input_ids"]), len(FEATURES)), np.float64)
-  for i, row in enumerate(zip(arrays["input_ids"], arrays["token_type_ids"],
-                              arrays["attention_mask"])):
-    a, b = token_sets(*row)
+  for i, (a, b) in enumerate(sentence_words(arrays)):
     shared = len(a & b)
     out[i] = (shared / len(b) if b else 0.0, shared / len(a | b) if a | b else 0.0)
   return out

@@ -112,12 +112,13 @@ def init_exact_match(key: jax.Array, hidden: int) -> dict[str, jax.Array]:
   return {EXACT_MATCH_PARAM: jax.random.normal(key, (hidden,)) / hidden ** 0.5}
 
 
-def content_mask(mask_XL: jax.Array) -> jax.Array:
+def content_mask(mask_XL: jax.Array, xp=jnp) -> jax.Array:
   """The words of `[CLS] s [SEP]` views [X, L]: the real tokens without position 0 ([CLS])
-  and the last real one ([SEP])."""
-  after_XL = jnp.concatenate([mask_XL[:, 1:], jnp.zeros_like(mask_XL[:, :1])], axis=1)
-  content_XL = mask_XL * after_XL  # drops the last real token
-  return content_XL.at[:, 0].set(0)
+  and the last real one ([SEP]). xp: jnp, or np on the host (experiments/overlap_baseline.py
+  counts the same words)."""
+  after_XL = xp.concatenate([mask_XL[:, 1:], xp.zeros_like(mask_XL[:, :1])], axis=1)
+  not_first_1L = (xp.arange(mask_XL.shape[1]) > 0)[None, :]
+  return mask_XL * after_XL * not_first_1L  # after_XL drops the last real token
 
 
 def exact_match_flags(ids_a: jax.Array, mask_a: jax.Array, ids_b: jax.Array,

@@ -20,8 +20,7 @@ def _numpy(arrays):
 
 def test_features_count_distinct_tokens_without_cls_and_sep():
   arrays = _numpy(testing.pair_arrays([[5, 6, 7, 7]], [[6, 7, 8, 9, 9]], 16))
-  a, b = _script().token_sets(arrays["input_ids"][0], arrays["token_type_ids"][0],
-                              arrays["attention_mask"][0])
+  [(a, b)] = _script().sentence_words(arrays)
   assert (a, b) == ({5, 6, 7}, {6, 7, 8, 9})
   np.testing.assert_allclose(_script().overlap_features(arrays), [[2 / 4, 2 / 5]])
 
