@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= runs/demo
 
-.PHONY: venv demo test clean
+.PHONY: venv demo test test-all clean
 
 venv: $(VENV)/.installed
 
@@ -22,9 +22,15 @@ demo: venv
 	  --workdir=$(WORKDIR)
 
 # One worker per core; the tests that share the session's finished tiny run go to one
-# worker (xdist_group "tiny_run"). For a quick lane while working: pytest -q -m "not slow".
+# worker (xdist_group "tiny_run"). `test` (what CI runs) leaves out the few scenarios marked
+# `long`; `test-all` runs those too. For a quick lane while working: pytest -q -m "not slow".
+PYTEST := $(PY) -m pytest -q -n auto --dist loadgroup --durations=15
+
 test: venv
-	$(PY) -m pytest -q -n auto --dist loadgroup
+	$(PYTEST) -m "not long"
+
+test-all: venv
+	$(PYTEST)
 
 clean:
 	rm -rf $(VENV) runs

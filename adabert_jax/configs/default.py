@@ -279,6 +279,9 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
     c.teacher.batch_size = 16
     c.probes.epochs = 1
     c.search.update(hidden=32, k_max=3, epochs=1, batch_size=16, train_subset=0)
+    # Whole-length batches: one shape per step, so half the programs to compile; at 256
+    # examples compiling, not computing, is what a tiny run spends its time on.
+    c.teacher.bucket_lengths = c.search.bucket_lengths = c.student.bucket_lengths = False
     c.search.holdout = 16
     c.derive.update(method="measured", beta=0.1, batch_size=32, tie_se=1.0)
     c.student.update(epochs=1, batch_size=16)

@@ -23,8 +23,11 @@ def _config(tiny_bert_dir, **search_overrides):
   config.teacher.learning_rate = 1e-3
   config.probes.batch_size = 8
   config.probes.epochs = 1
+  # Length-bucketed batches (the tiny preset turns them off), so the resume test replays
+  # the bucket order.
   config.search.update(dict(hidden=16, k_max=2, batch_size=8, epochs=2,
-                            checkpoint_every_steps=4, dropout=0.1, holdout=0))
+                            checkpoint_every_steps=4, dropout=0.1, holdout=0,
+                            bucket_lengths=True))
   config.search.update(search_overrides)
   return config
 

@@ -1,6 +1,5 @@
 """experiments/overlap_baseline.py: the word-overlap yardstick for pair tasks."""
 
-import functools
 import itertools
 
 import numpy as np
@@ -9,8 +8,7 @@ from adabert_jax.nas import testing
 from tests.helpers import load_script
 
 
-@functools.cache
-def _script():  # loaded once: the script defines absl flags
+def _script():
   return load_script("overlap_baseline")
 
 

@@ -22,6 +22,7 @@ def _config(tiny_bert_dir, **teacher):
   config.teacher.batch_size = 8
   config.teacher.epochs = 2
   config.teacher.learning_rate = 1e-3
+  config.teacher.bucket_lengths = True  # as every preset but tiny
   config.probes.batch_size = 8
   config.probes.epochs = 2
   config.teacher.update(teacher)

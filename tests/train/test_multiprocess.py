@@ -23,7 +23,8 @@ from tests.helpers import REPO_ROOT
 WORKER = os.path.join(REPO_ROOT, "tests", "train", "multiprocess_steps.py")
 RTOL, ATOL = 1e-5, 1e-6
 
-pytestmark = pytest.mark.slow
+# Two processes share the cores for minutes: `make test-all` runs these.
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 
 def _free_port() -> int:
