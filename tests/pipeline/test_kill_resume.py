@@ -24,7 +24,8 @@ from tests.helpers import REPO_ROOT
 CONFIG = os.path.join(REPO_ROOT, "experiments", "configs", "default.py")
 KILL_CYCLES = 2
 
-# Seven stage runs each, ~2.5 minutes apiece on 2 cores: `make test-all` runs them.
+# Four stage runs each (straight, killed twice, the finish), 1.5 to 3 minutes a test on 2
+# cores: `make test-all` runs them, CI does not.
 pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 
