@@ -24,7 +24,9 @@ def test_the_stand_in_teacher_points_at_the_label():
   np.testing.assert_array_equal(probes.argmax(-1), np.repeat(labels[:, None], 7, 1))
 
 
-@pytest.mark.long  # two 300-step searches, ~80 s; it checks a preset value, not code
+# Two 300-step searches, one to three minutes; it checks a preset value, not code.
+@pytest.mark.slow
+@pytest.mark.long
 def test_the_pairs_preset_search_dropout_lets_the_supernet_compare_where_0_3_does_not():
   """Under one fixed architecture, so only the dropout differs: independent masks on the two
   sentences at the paper's 0.3 keep the supernet near chance; the preset's value learns."""
