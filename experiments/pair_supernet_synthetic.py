@@ -77,8 +77,10 @@ def run(dropout: float, args) -> Iterator[dict]:
   """One search per seed in args.seeds (the step compiled once), yielding a result each."""
   config = default_config.get_config("pairs").search
   setup = search.setup_from_config(config, is_pair=True)
+  # Without the exact-match flags (on in the preset): they would mark every word of a
+  # shuffled copy and give the answer away, and the question is whether the cells compare.
   cfg = dataclasses.replace(setup.supernet, hidden=args.hidden, dropout=dropout,
-                            k_max=args.k_max or setup.supernet.k_max)
+                            k_max=args.k_max or setup.supernet.k_max, exact_match=False)
   plain = genotype_lib.plain_cnn_genotype(min(3, cfg.k_max), cfg.k_max, cfg.num_nodes,
                                           input_mode=cfg.input_mode)
   # The preset's schedules over args.steps, as search.epochs epochs.

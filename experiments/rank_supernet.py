@@ -148,7 +148,7 @@ def main(argv):
 
   task, splits, vocab = data_pipeline.load_task_data(config)
   teacher = stages.ensure_teacher(config, task, splits, workdir)
-  fingerprint = search.search_fingerprint(config, teacher["checkpoint_id"])
+  fingerprint = search.search_fingerprint(config, teacher["checkpoint_id"], task.is_pair)
   if runner.done(search_dir, artefacts.RESULT_FILE, fingerprint) is None:
     diff = runner.fingerprint_diff(
         io_utils.load_json(os.path.join(search_dir, "config.json")), fingerprint)

@@ -73,8 +73,13 @@ _ADDED_LATER = {"holdout": 0, "depth_mix": "logits", "layer_kd_map": "ceil",
 TRAIN_DATA = ("train", "augmented")  # what the supernet trains on (config.search.train_data)
 
 
-def search_fingerprint(config: ml_collections.ConfigDict, teacher_checkpoint_id: str) -> dict:
-  search_fields = {k: v for k, v in config.search.to_dict().items()
+def search_fingerprint(config: ml_collections.ConfigDict, teacher_checkpoint_id: str,
+                       is_pair: bool) -> dict:
+  search_fields = config.search.to_dict()
+  # The value the supernet used: exact_match is on by default, and ignored where the input
+  # has no two views (single sentences, the masked form), which runs made before it keep.
+  search_fields["exact_match"] = setup_from_config(config.search, is_pair).supernet.exact_match
+  search_fields = {k: v for k, v in search_fields.items()
                    if k not in _ADDED_LATER or v != _ADDED_LATER[k]}
   if search_fields.get("temperature_schedule", "exponential") == "exponential":
     search_fields.pop("temperature_anneal_rate", None)  # unused by that schedule
@@ -302,7 +307,8 @@ def _finish(config, task, setup, state, history, cost_table, teacher_result, out
       "examples_per_s": round(steps_run * config.search.batch_size / max(elapsed, 1e-9), 1),
       "steps_per_epoch": steps_per_epoch,
       "train_examples": steps_per_epoch * config.search.batch_size,
-      "fingerprint": search_fingerprint(config, teacher_result["checkpoint_id"]),
+      "fingerprint": search_fingerprint(config, teacher_result["checkpoint_id"],
+                                         task.is_pair),
   }
   io_utils.save_json_atomic(os.path.join(out_dir, artefacts.RESULT_FILE), result)
   return result

@@ -120,7 +120,8 @@ def ensure_search(config, task, splits, knowledge, workdir, teacher_result,
                   overwrite=False, *, vocab) -> dict:
   """The finished search; with search.train_data=augmented the augment stage runs first
   (ensure_augmented: made once, reused by the student)."""
-  fingerprint = search.search_fingerprint(config, teacher_result["checkpoint_id"])
+  fingerprint = search.search_fingerprint(config, teacher_result["checkpoint_id"],
+                                            task.is_pair)
 
   def run():
     augmented = (ensure_augmented(config, splits, vocab, workdir, teacher_result, knowledge,

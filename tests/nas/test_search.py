@@ -157,6 +157,21 @@ def test_bad_search_config_value(tiny_bert_dir):
     search.setup_from_config(config.search, False)
 
 
+def test_exact_match_enters_the_fingerprint_only_where_the_supernet_reads_it(tiny_bert_dir):
+  """exact_match is on by default but ignored without two views: single-sentence searches
+  and the masked pair form keep the fingerprint of runs made before the field, pair
+  searches that read views record it, so turning it off there is a different search."""
+  def fingerprint(is_pair, **overrides):
+    return search.search_fingerprint(_config(tiny_bert_dir, **overrides), "teacher-id",
+                                     is_pair)["search"]
+
+  assert "exact_match" not in fingerprint(False, exact_match=True)
+  assert fingerprint(False, exact_match=True) == fingerprint(False, exact_match=False)
+  assert "exact_match" not in fingerprint(True, exact_match=True, pair_mode="masked")
+  assert fingerprint(True, exact_match=True)["exact_match"] is True
+  assert "exact_match" not in fingerprint(True, exact_match=False)
+
+
 def _numbered_train(n):
   """A train split whose input_ids' first token is the row's number, with its knowledge."""
   ids = np.zeros((n, 4), np.int32)
