@@ -28,7 +28,8 @@ flags.DEFINE_bool("baselines", False,
                   "architecture and a plain CNN of the same depth, same KD loss and budget) "
                   "and put them in the report.")
 flags.DEFINE_list("baseline_names", list(stages.BASELINES),
-                  "Which baselines --baselines trains (each takes as long as the student).")
+                  "Which baselines --baselines trains, in this order (each takes as long as "
+                  "the student).")
 _CONFIG = cli.define_config_flag(cli.default_config("quick"))
 
 

@@ -217,7 +217,7 @@ def ensure_baselines(config, task, splits, knowledge, workdir, search_result,
   """What the search buys: students trained with the same KD loss and budget from scratch,
   on the searched genotype (student_scratch), on a random genotype of the same depth
   (random_arch), and on a plain CNN (a chain of conv3 in each cell) of the same depth
-  (plain_cnn); `names` picks some of them."""
+  (plain_cnn); `names` picks some of them, trained in the order given."""
   check_baselines(names)
   searched = searched_genotype(workdir)
   shape = dict(depth=searched.depth, k_max=searched.k_max, num_nodes=searched.num_nodes,
@@ -228,7 +228,7 @@ def ensure_baselines(config, task, splits, knowledge, workdir, search_result,
   return {name: ensure_student(config, task, splits, knowledge, workdir, search_result,
                                geno=genotypes[name], name=name, init="scratch",
                                augmented=augmented, overwrite=overwrite)
-          for name in BASELINES if name in names}
+          for name in dict.fromkeys(names)}
 
 
 def load_student(workdir: str, name: str = "student"):

@@ -8,6 +8,7 @@ import sys
 import chex
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -199,3 +200,19 @@ def test_results_table_shows_current_scores_over_a_reused_benchmark():
   table = report.results_table(get_task("sst2"), results, bench)
   assert "| student | 1.00M | 85.50 |" in table
   assert "80.00" not in table
+
+
+def test_baselines_train_in_the_order_named_and_once_each(monkeypatch):
+  """--baseline_names=plain_cnn,random_arch trains the plain CNN first, so a user who puts
+  the short baseline first gets its result first; a name given twice trains once."""
+  from adabert_jax.pipeline import stages
+  trained = []
+  searched = genotype_lib.plain_cnn_genotype(depth=2, k_max=3, num_nodes=3)
+  monkeypatch.setattr(stages, "searched_genotype", lambda workdir: searched)
+  monkeypatch.setattr(stages, "ensure_student",
+                      lambda *args, name, **kwargs: trained.append(name) or {"name": name})
+  config = ml_collections.ConfigDict({"seed": 0})
+  results = stages.ensure_baselines(config, None, None, None, "unused", None,
+                                    names=["plain_cnn", "random_arch", "plain_cnn"])
+  assert trained == ["plain_cnn", "random_arch"]
+  assert list(results) == trained
