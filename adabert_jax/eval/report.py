@@ -167,7 +167,7 @@ def _input_mode_lines(mode: str) -> list[str]:
 
 
 def _derive_lines(derived: dict) -> list[str]:
-  from adabert_jax.nas.derive import format_candidates
+  from adabert_jax.nas.derive import format_candidates, format_uniform_grid
 
   if derived["method"] != "measured":
     return ["Derived from alpha (the paper's rule).", ""]
@@ -178,7 +178,9 @@ def _derive_lines(derived: dict) -> list[str]:
       f"accuracy {chosen['accuracy']:.2f}, L_E {chosen['efficiency']:.3f} "
       f"({len(derived['evaluated'])} architectures measured).{_tie_sentence(derived)} "
       f"Alpha's rule gave `{json.dumps(derived['alpha_genotype'])}`. The best measured:",
-      "", format_candidates(derived), ""]
+      "", format_candidates(derived), "",
+      "What the supernet ranks, op by op: held-out loss / accuracy (%) with one op on every "
+      "edge, rows by their best loss:", "", format_uniform_grid(derived), ""]
 
 
 def _tie_sentence(derived: dict) -> str:

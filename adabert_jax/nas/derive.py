@@ -328,6 +328,28 @@ def run_derive(config: ml_collections.ConfigDict, task: Task,
   return result
 
 
+def format_uniform_grid(result: dict) -> str:
+  """Markdown: held-out loss / accuracy of each op on every edge, by depth (the measured
+  starting points): what the supernet ranks, op by op, before the descent mixes them."""
+  grid: dict[str, dict[int, dict]] = {}
+  for r in result.get("evaluated", []):
+    geno = genotype_lib.Genotype.from_json(json.dumps(r["genotype"]))
+    names = {name for _, _, name in geno.ops}
+    if (len(names) == 1 and {(node, src) for node, src, _ in geno.ops}
+        == set(supernet.cell_edges(geno.num_nodes))):
+      grid.setdefault(names.pop(), {})[geno.depth] = r
+  if not grid:
+    return ""
+  depths = sorted({k for row in grid.values() for k in row})
+  lines = ["| op on every edge | " + " | ".join(f"K={k}" for k in depths) + " |",
+           "|---" * (len(depths) + 1) + "|"]
+  for name in sorted(grid, key=lambda n: min(r["loss"] for r in grid[n].values())):
+    lines.append(f"| {name} | " + " | ".join(
+        f"{grid[name][k]['loss']:.3f} / {grid[name][k]['accuracy']:.1f}" if k in grid[name]
+        else "" for k in depths) + " |")
+  return "\n".join(lines)
+
+
 def format_candidates(result: dict, top: int = 10) -> str:
   """Markdown: the best measured candidates."""
   with_se = bool(result.get("tie_se"))

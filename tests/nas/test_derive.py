@@ -186,6 +186,29 @@ def test_without_signal_the_plain_cnn_replaces_the_cheapest_tie(rule):
       "best_objective_genotype": json.loads(best.to_json()), "evaluated": evaluated}))
   assert ("the supernet ranked nothing" in text) == (rule == "plain_cnn")
   assert ("The one-SE rule took" in text or "the best J was kept" in text) == (rule == "one_se")
+  # ... and what the supernet ranked: one row per op, the uniform candidates by depth.
+  grid = derive.format_uniform_grid({"evaluated": evaluated})
+  assert grid in text
+  assert sorted(line.split(" | ")[0].strip("| ") for line in grid.splitlines()[2:]) == sorted(
+      name for name in ops.OP_NAMES if name != "zero")
+
+
+@pytest.mark.parametrize("plain_first", [True, False])
+def test_uniform_grid_shows_one_op_on_every_edge_only(plain_first):
+  """The plain CNN has conv3 on three of the nine edges: it is not the conv3 row's entry,
+  whichever of the two the measured list holds first."""
+  cfg = supernet.SupernetConfig(hidden=16, k_max=3, num_nodes=3)
+  record = lambda geno, loss, acc: {"genotype": json.loads(geno.to_json()), "loss": loss,
+                                    "accuracy": acc}
+  uniform = [record(derive.uniform_genotype("conv3", 2, cfg), 0.5, 60.0),
+             record(derive.uniform_genotype("identity", 1, cfg), 0.4, 70.0)]
+  plain = record(genotype.plain_cnn_genotype(2, cfg.k_max, cfg.num_nodes), 0.1, 90.0)
+  grid = derive.format_uniform_grid(
+      {"evaluated": [plain, *uniform] if plain_first else [*uniform, plain]})
+  assert grid.splitlines() == ["| op on every edge | K=1 | K=2 |", "|---|---|---|",
+                               "| identity | 0.400 / 70.0 |  |",
+                               "| conv3 |  | 0.500 / 60.0 |"]
+  assert derive.format_uniform_grid({"evaluated": [plain]}) == ""
 
 
 def test_holdout_split_is_disjoint_fixed_and_complete():
