@@ -8,7 +8,8 @@ derive stage included).
 --genotype trains another architecture with the same data, loss and budget: a genotype.json
 file, or plain_cnn:K (a chain of conv3 in each of K cells). Its weights are inherited from
 the search's supernet (which holds every op of every edge) or, with
---config.student.init=scratch, fresh. It goes to --workdir/<name>, by default
+--config.student.init=scratch, fresh; then no search runs (a workdir with only a teacher,
+its knowledge and the augmented copies is enough). It goes to --workdir/<name>, by default
 <genotype>_<init>:
 
   python experiments/train_student.py ... --genotype=plain_cnn:3 --config.student.init=scratch
@@ -57,8 +58,14 @@ def main(argv):
   teacher = stages.ensure_teacher(config, task, splits, workdir, overwrite)
   knowledge = stages.ensure_knowledge(config, task, splits, vocab, workdir, teacher,
                                       overwrite)
-  search = stages.ensure_search(config, task, splits, knowledge, workdir, teacher, overwrite,
-                                vocab=vocab)
+  if flags.FLAGS.genotype and init == "scratch":
+    # A given architecture from fresh weights needs no search: only its fingerprint, the
+    # same one the search would record, so a pipeline baseline of it is this very student.
+    search = {"fingerprint": search_lib.search_fingerprint(config, teacher["checkpoint_id"],
+                                                           is_pair)}
+  else:
+    search = stages.ensure_search(config, task, splits, knowledge, workdir, teacher,
+                                  overwrite, vocab=vocab)
   if not flags.FLAGS.genotype:
     stages.ensure_derive(config, task, splits, knowledge, workdir, search, overwrite)
   augmented = stages.ensure_augmented(config, splits, vocab, workdir, teacher, knowledge,
