@@ -170,7 +170,10 @@ def check_student_init(init: str) -> None:
 def ensure_student(config, task, splits, knowledge, workdir, search_result, *, geno=None,
                    name="student", init=None, augmented=None, overwrite=False) -> dict:
   """Trains the student of the searched genotype (or of `geno`, for baselines), on train
-  plus the `augmented` copies (ensure_augmented) when there are any."""
+  plus the `augmented` copies (ensure_augmented) when there are any. Of `search_result` only
+  the fingerprint is read (inherited weights come from the search folder), so a from-scratch
+  student of a given genotype can pass {"fingerprint": search.search_fingerprint(...)}
+  without a search (train_student.py)."""
   init = init or config.student.init
   check_student_init(init)
   geno = geno or searched_genotype(workdir)
