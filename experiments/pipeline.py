@@ -62,9 +62,10 @@ def main(argv):
     return
   augmented = stages.ensure_augmented(config, splits, vocab, workdir, teacher, knowledge,
                                       overwrite)
-  student = stages.ensure_student(config, task, splits, knowledge, workdir, search,
+  student = stages.ensure_student(config, task, splits, knowledge, workdir, search["fingerprint"],
                                   augmented=augmented, overwrite=overwrite)
-  baselines = (stages.ensure_baselines(config, task, splits, knowledge, workdir, search,
+  baselines = (stages.ensure_baselines(config, task, splits, knowledge, workdir,
+                                       search["fingerprint"],
                                        augmented, overwrite, flags.FLAGS.baseline_names)
                if flags.FLAGS.baselines else None)
   if stop_after == "student":

@@ -61,17 +61,18 @@ def main(argv):
   if flags.FLAGS.genotype and init == "scratch":
     # A given architecture from fresh weights needs no search: only its fingerprint, the
     # same one the search would record, so a pipeline baseline of it is this very student.
-    search = {"fingerprint": search_lib.search_fingerprint(config, teacher["checkpoint_id"],
-                                                           is_pair)}
+    search_fingerprint = search_lib.search_fingerprint(config, teacher["checkpoint_id"],
+                                                       is_pair)
   else:
     search = stages.ensure_search(config, task, splits, knowledge, workdir, teacher,
                                   overwrite, vocab=vocab)
-  if not flags.FLAGS.genotype:
-    stages.ensure_derive(config, task, splits, knowledge, workdir, search, overwrite)
+    search_fingerprint = search["fingerprint"]
+    if not flags.FLAGS.genotype:
+      stages.ensure_derive(config, task, splits, knowledge, workdir, search, overwrite)
   augmented = stages.ensure_augmented(config, splits, vocab, workdir, teacher, knowledge,
                                       overwrite)
-  result = stages.ensure_student(config, task, splits, knowledge, workdir, search, geno=geno,
-                                 name=name, augmented=augmented, overwrite=overwrite)
+  result = stages.ensure_student(config, task, splits, knowledge, workdir, search_fingerprint,
+                                 geno=geno, name=name, augmented=augmented, overwrite=overwrite)
   print(f"{name}: dev {result['dev']}, {result['params_exported'] / 1e6:.2f}M parameters "
         f"(exported), genotype {result['genotype']}")
 

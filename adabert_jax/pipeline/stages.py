@@ -167,13 +167,14 @@ def check_student_init(init: str) -> None:
     raise UserError(f"--config.student.init={init!r}: use {' or '.join(STUDENT_INITS)}.")
 
 
-def ensure_student(config, task, splits, knowledge, workdir, search_result, *, geno=None,
-                   name="student", init=None, augmented=None, overwrite=False) -> dict:
+def ensure_student(config, task, splits, knowledge, workdir, search_fingerprint, *,
+                   geno=None, name="student", init=None, augmented=None,
+                   overwrite=False) -> dict:
   """Trains the student of the searched genotype (or of `geno`, for baselines), on train
-  plus the `augmented` copies (ensure_augmented) when there are any. Of `search_result` only
-  the fingerprint is read (inherited weights come from the search folder), so a from-scratch
-  student of a given genotype can pass {"fingerprint": search.search_fingerprint(...)}
-  without a search (train_student.py)."""
+  plus the `augmented` copies (ensure_augmented) when there are any. `search_fingerprint`
+  is the search's (ensure_search's result["fingerprint"]; inherited weights come from the
+  search folder), so a from-scratch student of a given genotype needs no search, only
+  search.search_fingerprint(...) (train_student.py)."""
   init = init or config.student.init
   check_student_init(init)
   geno = geno or searched_genotype(workdir)
@@ -181,7 +182,7 @@ def ensure_student(config, task, splits, knowledge, workdir, search_result, *, g
   fingerprint = {"student": checkpoints.without_operational_keys(config.student.to_dict()),
                  "init": init,
                  "genotype": json.loads(geno.to_json()),
-                 "search": search_result["fingerprint"]}
+                 "search": search_fingerprint}
   if augmented is not None:
     fingerprint["augment"] = config.augment.to_dict()
 
@@ -202,8 +203,8 @@ def ensure_student(config, task, splits, knowledge, workdir, search_result, *, g
                                        artefacts.student_dir(workdir, name), name,
                                        vocab=data_pipeline.teacher_vocab(config))
 
-  return runner.run_stage(name, artefacts.student_dir(workdir, name), artefacts.RESULT_FILE, fingerprint, overwrite,
-                   run)
+  return runner.run_stage(name, artefacts.student_dir(workdir, name), artefacts.RESULT_FILE,
+                          fingerprint, overwrite, run)
 
 
 BASELINES = ("student_scratch", "random_arch", "plain_cnn")
@@ -215,7 +216,7 @@ def check_baselines(names) -> None:
     raise UserError(f"--baseline_names={','.join(names)}: use some of {','.join(BASELINES)}.")
 
 
-def ensure_baselines(config, task, splits, knowledge, workdir, search_result,
+def ensure_baselines(config, task, splits, knowledge, workdir, search_fingerprint,
                      augmented=None, overwrite=False, names=BASELINES) -> dict[str, dict]:
   """What the search buys: students trained with the same KD loss and budget from scratch,
   on the searched genotype (student_scratch), on a random genotype of the same depth
@@ -228,7 +229,7 @@ def ensure_baselines(config, task, splits, knowledge, workdir, search_result,
   genotypes = {"student_scratch": searched,
                "random_arch": genotype_lib.random_genotype(config.seed + 1, **shape),
                "plain_cnn": genotype_lib.plain_cnn_genotype(**shape)}
-  return {name: ensure_student(config, task, splits, knowledge, workdir, search_result,
+  return {name: ensure_student(config, task, splits, knowledge, workdir, search_fingerprint,
                                geno=genotypes[name], name=name, init="scratch",
                                augmented=augmented, overwrite=overwrite)
           for name in dict.fromkeys(names)}
