@@ -16,6 +16,7 @@ EXPORT_DIR = "export"  # a trained student's self-contained folder
 BENCH_FILE = "bench.json"
 RESULTS_FILE = "results.json"  # the run's headline numbers, beside report.md
 REPORT_FILE = "report.md"
+LOG_FILE = "log.jsonl"  # a training stage's record per evaluation (a student's: dev per epoch)
 
 
 def teacher_dir(workdir: str) -> str:

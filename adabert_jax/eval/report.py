@@ -7,6 +7,7 @@ import os
 
 from adabert_jax import artefacts, io_utils, plots
 from adabert_jax.data.tasks import Task
+from adabert_jax.train import progress
 
 
 def build_report(task: Task, workdir: str, teacher: dict, knowledge_summary: dict,
@@ -27,6 +28,7 @@ def build_report(task: Task, workdir: str, teacher: dict, knowledge_summary: dic
       "teacher": {"dev": teacher["dev"], "params": teacher_row["params"],
                   "model_dir": teacher["model_dir"]},
       "student": {"dev": student["dev"], "params": student_row["params"],
+                  "dev_by_epoch": dev_by_epoch(workdir, "student"),
                   "genotype": student["genotype"], "init": student.get("name"),
                   "epochs": student.get("epochs"),
                   "train_examples": student.get("train_examples")},
@@ -47,7 +49,8 @@ def build_report(task: Task, workdir: str, teacher: dict, knowledge_summary: dic
                                             if bert_row else None),
                 "flops": {name: r["flops"] for name, r in rows.items()}},
       "baselines": {name: {"dev": b["dev"], "params": b.get("params_exported"),
-                           "genotype": b.get("genotype")}
+                           "genotype": b.get("genotype"),
+                           "dev_by_epoch": dev_by_epoch(workdir, name)}
                     for name, b in (baselines or {}).items()},
       "comparisons": comparisons or {},
   }
@@ -61,6 +64,17 @@ def build_report(task: Task, workdir: str, teacher: dict, knowledge_summary: dic
   return results
 
 
+def dev_by_epoch(workdir: str, name: str) -> list[float]:
+  """A student's dev score at each epoch end, from its training log. The student keeps the
+  best of them, a choice made on dev; the last is the one no choice touched."""
+  log = os.path.join(artefacts.student_dir(workdir, name), artefacts.LOG_FILE)
+  return [r["dev"]["score"] for r in progress.read_records(log) if "dev" in r]
+
+
+def _epoch_ends(scores: list[float] | None) -> str:
+  return ", ".join(f"{s:.2f}" for s in scores) if scores else "-"
+
+
 def _scores(results: dict) -> list[float | None]:
   """The dev scores of the benchmarked models (student, teacher, BERT-base) as they are now:
   a benchmark is reused when only the student's weights changed (speed does not depend on
@@ -69,18 +83,22 @@ def _scores(results: dict) -> list[float | None]:
 
 
 def results_table(task: Task, results: dict, bench: dict) -> str:
-  lines = [f"| model | params | dev {task.metric} | ms / batch {bench['batch_size']} | "
-           "speedup vs BERT-base | speedup vs teacher |", "|---|---|---|---|---|---|"]
+  lines = [f"| model | params | dev {task.metric} | dev at the epoch ends | "
+           f"ms / batch {bench['batch_size']} | speedup vs BERT-base | speedup vs teacher |",
+           "|---|---|---|---|---|---|---|"]
   teacher_name = bench["models"][1]["name"]
   bert_name = bench["models"][2]["name"] if len(bench["models"]) > 2 else None
-  for m, metric in zip(bench["models"], _scores(results)):
+  student_epochs = results["student"].get("dev_by_epoch")
+  for i, (m, metric) in enumerate(zip(bench["models"], _scores(results))):
     score = "-" if metric is None else f"{metric:.2f}"
+    epochs = _epoch_ends(student_epochs) if i == 0 else "-"
     vs_bert = f"{m['speedup_vs'][bert_name]:.1f}x" if bert_name else "-"
-    lines.append(f"| {m['name']} | {m['params'] / 1e6:.2f}M | {score} | "
+    lines.append(f"| {m['name']} | {m['params'] / 1e6:.2f}M | {score} | {epochs} | "
                  f"{m['latency_ms']:.1f} | {vs_bert} | {m['speedup_vs'][teacher_name]:.1f}x |")
   for name, b in results["baselines"].items():
     lines.append(f"| baseline: {name} | {(b['params'] or 0) / 1e6:.2f}M | "
-                 f"{b['dev']['score']:.2f} | - | - | - |")
+                 f"{b['dev']['score']:.2f} | {_epoch_ends(b.get('dev_by_epoch'))} | "
+                 "- | - | - |")
   return "\n".join(lines)
 
 
@@ -115,7 +133,9 @@ def render_markdown(task: Task, results: dict, bench: dict, knowledge_summary: d
       results_table(task, results, bench),
       "",
       f"Speed: batch {bench['batch_size']}, max_len {bench['max_len']}, median of "
-      f"{bench['repeats']} jitted runs on {bench['backend']} ({bench['device']}).",
+      f"{bench['repeats']} jitted runs on {bench['backend']} ({bench['device']}). "
+      "Each student and baseline keeps its epoch with the best dev score, so its dev score "
+      "is chosen on dev; the last epoch end is the score no such choice touched.",
       "",
       *_serving_lines(bench),
       _training_line(results["student"]),

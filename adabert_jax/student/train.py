@@ -95,7 +95,8 @@ def train_student(config: ml_collections.ConfigDict, task: Task, geno: Genotype,
                   emb_tables: dict[str, np.ndarray], out_dir: str, name: str = "student", *,
                   vocab: Vocab) -> dict:
   """Trains a student (from `init_params`) on train + precomputed knowledge; keeps the best
-  dev checkpoint. Writes <out_dir>/{params/, export/, result.json, log.jsonl}; export/ is
+  dev checkpoint. Writes <out_dir>/{params/, export/, result.json, log.jsonl (dev at each
+  epoch end, which the report shows beside the kept score)}; export/ is
   the self-contained folder of student/export.py (`vocab` is the teacher's)."""
   cfg = config.student
   os.makedirs(out_dir, exist_ok=True)
@@ -120,7 +121,7 @@ def train_student(config: ml_collections.ConfigDict, task: Task, geno: Genotype,
   if restored is not None:
     step, state = restored
     params, opt_state = (sharding.replicate(state[k], mesh) for k in ("params", "opt_state"))
-  log_path = os.path.join(out_dir, "log.jsonl")
+  log_path = os.path.join(out_dir, artefacts.LOG_FILE)
   records = progress.cut_records_to_step(log_path, step)
   log = progress.MetricsLog(log_path)
   best = {"score": -np.inf, "dev": None, "epoch": -1}

@@ -40,10 +40,9 @@ def append_jsonl(path: str, record: dict) -> None:
       f.write(json.dumps(record, default=float) + "\n")
 
 
-def records_up_to_step(path: str, step: int) -> list[dict]:
-  """The JSON-lines records of `path` made at or before `step`, for a run resumed there
-  (it redoes the rest). A last line cut short by a kill is dropped like any record after
-  the step; a damaged line before it is an error."""
+def read_records(path: str) -> list[dict]:
+  """The JSON-lines records of `path` ([] when there is none). A last line cut short by a
+  kill is dropped; a damaged line before it is an error."""
   if not os.path.isfile(path):
     return []
   with open(path) as f:
@@ -56,7 +55,13 @@ def records_up_to_step(path: str, step: int) -> list[dict]:
       if i < len(lines) - 1:
         raise UserError(f"{path} line {i + 1} is not JSON; delete the file's damaged "
                         "lines (or the stage's folder) and rerun.") from None
-  return [r for r in records if r.get("step", 0) <= step]
+  return records
+
+
+def records_up_to_step(path: str, step: int) -> list[dict]:
+  """The records of `path` (read_records) made at or before `step`, for a run resumed there
+  (it redoes the rest)."""
+  return [r for r in read_records(path) if r.get("step", 0) <= step]
 
 
 def cut_records_to_step(path: str, step: int) -> list[dict]:

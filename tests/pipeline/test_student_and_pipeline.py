@@ -80,6 +80,10 @@ def test_pipeline_end_to_end_and_rerun_reuses_every_stage(tiny_run):
   assert results["baselines"]["plain_cnn"]["genotype"]["depth"] == (
       results["student"]["genotype"]["depth"])
   assert "| baseline: random_arch |" in (run / "report.md").read_text()
+  # The score each kept is the best of its epoch ends, which the report lists.
+  for model in (results["student"], *results["baselines"].values()):
+    assert len(model["dev_by_epoch"]) == results["student"]["epochs"]
+    assert max(model["dev_by_epoch"]) == pytest.approx(model["dev"]["score"])
   # The report pairs the student with the teacher and each baseline on the dev examples.
   comparisons = results["comparisons"]
   assert set(comparisons) == {"teacher", "student_scratch", "random_arch", "plain_cnn"}
@@ -207,6 +211,37 @@ def test_results_table_shows_current_scores_over_a_reused_benchmark():
   table = report.results_table(get_task("sst2"), results, bench)
   assert "| student | 1.00M | 85.50 |" in table
   assert "80.00" not in table
+
+
+def test_report_shows_every_epoch_end_beside_the_score_kept_on_dev(tmp_path):
+  """A student keeps its best epoch by dev score; the table shows the epoch ends from each
+  model's training log beside it, so a reader sees what that choice on dev bought."""
+  from adabert_jax.data.tasks import get_task
+  from adabert_jax.eval import report
+
+  for name, scores in (("student", [84.0, 86.0, 85.0]), ("plain_cnn", [83.5, 82.0, 84.25])):
+    (tmp_path / name).mkdir()
+    (tmp_path / name / artefacts.LOG_FILE).write_text("".join(
+        json.dumps({"epoch": e, "step": 10 * (e + 1), "dev": {"score": s}}) + "\n"
+        for e, s in enumerate(scores)))
+  assert report.dev_by_epoch(str(tmp_path), "student") == [84.0, 86.0, 85.0]
+  assert report.dev_by_epoch(str(tmp_path), "random_arch") == []  # never trained here
+
+  def row(name, ms):
+    return {"name": name, "metric": None, "latency_ms": ms, "params": 1e6,
+            "speedup_vs": {"teacher": 1.0}}
+
+  bench = {"batch_size": 128, "models": [row("student", 1.0), row("teacher", 9.0)]}
+  results = {"student": {"dev": {"score": 86.0},
+                         "dev_by_epoch": report.dev_by_epoch(str(tmp_path), "student")},
+             "teacher": {"dev": {"score": 90.0}},
+             "baselines": {"plain_cnn": {"dev": {"score": 84.25}, "params": 1e6,
+                                         "dev_by_epoch": report.dev_by_epoch(str(tmp_path),
+                                                                             "plain_cnn")}}}
+  table = report.results_table(get_task("sst2"), results, bench)
+  assert "| student | 1.00M | 86.00 | 84.00, 86.00, 85.00 |" in table
+  assert "| baseline: plain_cnn | 1.00M | 84.25 | 83.50, 82.00, 84.25 |" in table
+  assert "| teacher | 1.00M | 90.00 | - |" in table
 
 
 def test_baselines_train_in_the_order_named_and_once_each(monkeypatch):
