@@ -133,7 +133,8 @@ def render_markdown(task: Task, results: dict, bench: dict, knowledge_summary: d
       results_table(task, results, bench),
       "",
       f"Speed: batch {bench['batch_size']}, max_len {bench['max_len']}, median of "
-      f"{bench['repeats']} jitted runs on {bench['backend']} ({bench['device']}). "
+      f"{bench['repeats']} jitted runs on {bench['backend']} ({bench['device']}).",
+      "",
       "Each student and baseline keeps its epoch with the best dev score, so its dev score "
       "is chosen on dev; the last epoch end is the score no such choice touched.",
       "",
