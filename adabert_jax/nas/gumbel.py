@@ -3,7 +3,8 @@
 A sample is {"ops": [E, NUM_OPS], "ops_index": [E] int32, "depth": [k_max],
 "depth_index": () int32}. "ops" and "depth" are straight-through one-hots: their forward value is
 exactly one-hot (the argmax of logits + Gumbel noise), their gradient is that of the soft
-Gumbel-softmax softmax((logits + g) / temperature). "depth_index" is K - 1 (0-based).
+Gumbel-softmax softmax((logits + g) / temperature). "depth_index" is K - 1 (0-based), the
+deepest cell run; "depth" weights the heads' losses (fair_sample's is uniform over all heads).
 
 A fixed architecture (a derived genotype) uses the same structure with exact one-hots and no
 noise: see genotype.genotype_to_onehots.
@@ -43,9 +44,12 @@ def sample_architecture(key: jax.Array, arch_params: dict[str, Any],
 
 
 def fair_sample(key: jax.Array, arch_params: dict[str, Any], step: jax.Array | int) -> Sample:
-  """A warm-up sample that trains every op equally often: on each edge, the steps of each
-  block of NUM_OPS steps take the ops in a fresh random order (FairNAS's strict fairness),
-  and the depth is k_max, so every cell runs. Exact one-hots (alpha gets no gradient);
+  """A warm-up sample that trains every op and every head equally often: on each edge, the
+  steps of each block of NUM_OPS steps take the ops in a fresh random order (FairNAS's strict
+  fairness); the depth index is k_max - 1, so every cell runs, and the depth weights are
+  uniform, so the loss mixes all k_max heads equally. (A one-hot at k_max trained the
+  deepest head only: a search sampled fairly throughout could then derive nothing but
+  K = k_max, the shallower heads being untrained.) Constants: alpha gets no gradient.
   `key` is the search's base key, `step` may be traced."""
   num_edges, num_ops = arch_params["alpha_ops"].shape
   k_max = arch_params["alpha_depth"].shape[0]
@@ -57,7 +61,7 @@ def fair_sample(key: jax.Array, arch_params: dict[str, Any], step: jax.Array | i
   depth_index = jnp.asarray(k_max - 1, jnp.int32)
   dtype = arch_params["alpha_ops"].dtype
   return {"ops": jax.nn.one_hot(ops_index, num_ops, dtype=dtype), "ops_index": ops_index,
-          "depth": jax.nn.one_hot(depth_index, k_max, dtype=dtype),
+          "depth": jnp.full((k_max,), 1.0 / k_max, dtype),
           "depth_index": depth_index}
 
 

@@ -273,14 +273,16 @@ def _check_sample(sample: dict[str, jax.Array], cfg: SupernetConfig) -> None:
 def effective_depth_weights(sample: dict[str, jax.Array], cfg: SupernetConfig) -> jax.Array:
   """The depth weights [k_max] the heads and the distillation loss are mixed with.
 
-  all_ops: the straight-through one-hot itself. sampled: the one-hot restricted to its sampled
-  entry (same forward value), since deeper cells were skipped and shallower heads are not part
-  of the sampled path.
+  all_ops: the straight-through one-hot itself. sampled: the weights restricted to the sampled
+  entry and scaled to 1 there (for a straight-through one-hot the same forward value and
+  gradient; for gumbel.fair_sample's uniform weights the deepest head's logits, not 1/k_max
+  of them), since deeper cells were skipped and shallower heads are not the sampled path.
   """
   if cfg.mode == "all_ops":
     return sample["depth"]
-  return sample["depth"] * jax.nn.one_hot(sample["depth_index"], cfg.k_max,
-                                          dtype=sample["depth"].dtype)
+  restricted_K = sample["depth"] * jax.nn.one_hot(sample["depth_index"], cfg.k_max,
+                                                  dtype=sample["depth"].dtype)
+  return restricted_K / jax.lax.stop_gradient(jnp.sum(restricted_K))
 
 
 def ran_depth_weights(sample: dict[str, jax.Array], cfg: SupernetConfig) -> jax.Array:

@@ -149,6 +149,7 @@ def test_fair_warmup_trains_every_op_of_every_edge_equally_often(setup):
   samples = [gumbel.fair_sample(key, arch, step) for step in range(3 * num_ops)]
   for sample in samples:
     assert int(sample["depth_index"]) == CFG.k_max - 1  # every cell runs
+    np.testing.assert_allclose(sample["depth"], 1.0 / CFG.k_max)  # every head's loss counts
     np.testing.assert_array_equal(sample["ops"], jax.nn.one_hot(sample["ops_index"], num_ops))
   index = np.stack([s["ops_index"] for s in samples])  # [steps, E]
   for block in range(3):  # each edge takes every op once in each block of NUM_OPS steps
@@ -176,6 +177,26 @@ def test_fair_warmup_trains_every_op_of_every_edge_equally_often(setup):
     else:
       np.testing.assert_array_equal(fair["ops_index"], plain["ops_index"])
       assert float(fair["total"]) == float(plain["total"])
+
+
+def test_fair_sample_trains_every_head_and_reports_the_deepest(setup):
+  # A one-hot at k_max left the shallower heads untrained, so a search sampled fairly
+  # throughout could only derive K = k_max (runs/sst2_fair, 2026-12-06).
+  emb_tables, op_costs = setup
+  params = supernet.init_supernet(jax.random.key(0), CFG, TEACHER_WIDTH, CLASSES)
+  sample = gumbel.fair_sample(jax.random.key(7), params["arch"], 0)
+  batch = _batch(0)
+
+  def loss(p):
+    return search_step.search_loss(p, emb_tables, batch, sample, jax.random.key(2),
+                                   supernet_cfg=CFG, loss_cfg=losses.LossConfig(),
+                                   op_costs=op_costs)[0]
+  head_grads_KFC = jax.grad(loss)(params)["weights"]["heads"]["kernel"]
+  for k in range(CFG.k_max):
+    assert np.any(head_grads_KFC[k] != 0), f"head {k + 1} gets no gradient"
+  # The output logits are still the deepest head's, not 1/k_max of them.
+  outputs = supernet.supernet_apply(params, emb_tables, batch, sample, CFG, train=False)
+  np.testing.assert_allclose(outputs["logits"], outputs["head_logits"][:, -1], rtol=1e-6)
 
 
 def test_alpha_regulariser_is_beta_darts_ramped_over_the_search():
