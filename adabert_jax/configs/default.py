@@ -123,8 +123,9 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
   c.search.arch_warmup_epochs = 0  # > 0: alpha held still while the weights warm up
   # How the warm-up samples: gumbel (from alpha, still uniform then: convolutions of cell k
   # train in ~1/10 P(K >= k) of the steps) | fair (on every edge each op equally often, all
-  # k_max cells: nas/gumbel.py fair_sample). With arch_warmup_epochs = epochs the whole
-  # search samples fairly and alpha never moves (of use with derive.method=measured only).
+  # k_max cells, every head's loss weighted equally: nas/gumbel.py fair_sample). With
+  # arch_warmup_epochs = epochs the whole search samples fairly and alpha never moves (of
+  # use with derive.method=measured only).
   c.search.warmup_sampling = "gumbel"
   # beta-DARTS: lambda * mean over edges of logsumexp(alpha_ops) added to the search loss,
   # lambda ramped linearly from 0 to this over the search; keeps an op's alpha from running
