@@ -163,13 +163,18 @@ def _weighted_mean(x_B: jax.Array, weight_B: jax.Array | None) -> jax.Array:
 
 
 def task_loss_per_example(outputs: dict[str, jax.Array], batch: dict[str, Any],
-                          cfg: LossConfig = LossConfig()) -> dict[str, jax.Array]:
+                          cfg: LossConfig = LossConfig(),
+                          per_head: jax.Array | bool = False) -> dict[str, jax.Array]:
   """The per-example terms of the search loss: {ce, kd, kd_layers, kd_final, task} [B], where
   task = (1 - gamma) CE + gamma KD (everything but the efficiency term).
 
   outputs: from supernet_apply (logits [B, C], head_logits and layer_logits [B, k_max, C],
   depth_weights and ran_depth_weights [k_max]).
   batch: label [B] int, teacher_logits [B, C], probe_logits [B, Lt + 1, C].
+  per_head: mix the heads' losses (as depth_mix="losses") whatever cfg.depth_mix; may be a
+  traced bool. The search's fair steps set it: alpha gets no gradient there, so depth_mix
+  has nothing to decide, and every head is to train (under "logits" only the sampled head's
+  loss counts).
   """
   logits_BC, layer_logits_BKC = outputs["logits"], outputs["layer_logits"]
   batch_size, num_classes = logits_BC.shape
@@ -178,17 +183,26 @@ def task_loss_per_example(outputs: dict[str, jax.Array], batch: dict[str, Any],
   chex.assert_shape(batch["teacher_logits"], (batch_size, num_classes))
   chex.assert_shape(batch["probe_logits"], (batch_size, None, num_classes))
 
-  if cfg.depth_mix == "losses":
+  def heads_mixed():  # (depth weights, CE, final KD) from each head's loss
     depth_K, head_logits_BKC = outputs["ran_depth_weights"], outputs["head_logits"]
     ce_B = cross_entropy(head_logits_BKC, jnp.broadcast_to(
         labels_B[:, None], head_logits_BKC.shape[:2])) @ depth_K
     kd_final_B = kl_divergence(jnp.broadcast_to(batch["teacher_logits"][:, None],
                                                 head_logits_BKC.shape),
                                head_logits_BKC, cfg.temperature) @ depth_K
+    return depth_K, ce_B, kd_final_B
+
+  def logits_mixed():  # from the heads' logits mixed by the depth weights
+    return (outputs["depth_weights"], cross_entropy(logits_BC, labels_B),
+            kl_divergence(batch["teacher_logits"], logits_BC, cfg.temperature))
+
+  if cfg.depth_mix == "losses" or per_head is True:
+    depth_K, ce_B, kd_final_B = heads_mixed()
+  elif per_head is False:
+    depth_K, ce_B, kd_final_B = logits_mixed()
   else:
-    depth_K = outputs["depth_weights"]
-    ce_B = cross_entropy(logits_BC, labels_B)
-    kd_final_B = kl_divergence(batch["teacher_logits"], logits_BC, cfg.temperature)
+    depth_K, ce_B, kd_final_B = jax.tree.map(
+        lambda h, l: jnp.where(per_head, h, l), heads_mixed(), logits_mixed())
   if cfg.layer_kd_map == "authors":
     if "embedding_probe_logits" not in outputs:
       raise ValueError("layer_kd_map='authors' distils the embedding layer too: build the "
@@ -217,13 +231,15 @@ def mix_task(ce: jax.Array, kd: jax.Array, gamma: float) -> jax.Array:
 
 def adabert_loss(outputs: dict[str, jax.Array], batch: dict[str, Any],
                  sample: dict[str, jax.Array], op_costs_O: Any,
-                 cfg: LossConfig = LossConfig()) -> tuple[jax.Array, dict[str, jax.Array]]:
+                 cfg: LossConfig = LossConfig(), per_head: jax.Array | bool = False
+                 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """The search loss. Returns (total, {ce, kd, kd_layers, kd_final, efficiency, total}).
 
-  outputs, batch: as for task_loss_per_example; batch may hold weight [B] (0 for padding).
-  sample: the architecture sample (for the efficiency term). op_costs_O: normalised op costs.
+  outputs, batch, per_head: as for task_loss_per_example; batch may hold weight [B] (0 for
+  padding). sample: the architecture sample (for the efficiency term). op_costs_O:
+  normalised op costs.
   """
-  per_example = task_loss_per_example(outputs, batch, cfg)
+  per_example = task_loss_per_example(outputs, batch, cfg, per_head)
   weight_B = batch.get("weight")
   if weight_B is not None:
     chex.assert_shape(weight_B, (outputs["logits"].shape[0],))

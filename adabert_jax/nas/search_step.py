@@ -135,11 +135,13 @@ def init_search_state(key: jax.Array, supernet_cfg: supernet.SupernetConfig,
 def search_loss(params: Params, emb_tables: dict[str, jax.Array], batch: dict[str, Any],
                 sample: dict[str, jax.Array], dropout_key: jax.Array, *,
                 supernet_cfg: supernet.SupernetConfig, loss_cfg: losses.LossConfig,
-                op_costs: Any, train: bool = True) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """The AdaBERT loss of the supernet under `sample`: (total, terms)."""
+                op_costs: Any, train: bool = True, per_head: jax.Array | bool = False
+                ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """The AdaBERT loss of the supernet under `sample`: (total, terms). per_head: as for
+  losses.task_loss_per_example (true on the fair steps)."""
   outputs = supernet.supernet_apply(params, emb_tables, batch, sample, supernet_cfg,
                                     train=train, dropout_key=dropout_key)
-  return losses.adabert_loss(outputs, batch, sample, op_costs, loss_cfg)
+  return losses.adabert_loss(outputs, batch, sample, op_costs, loss_cfg, per_head)
 
 
 def search_step(state: SearchState, batch: dict[str, Any], emb_tables: dict[str, jax.Array],
@@ -165,11 +167,15 @@ def search_step(state: SearchState, batch: dict[str, Any], emb_tables: dict[str,
     # Sampling inside the differentiated function: the straight-through one-hots carry the
     # gradient back to alpha.
     sample = sampler(sample_key, params["arch"], temperature)
+    in_fair_warmup = False
     if search_cfg.fair_warmup_steps:
+      in_fair_warmup = step < search_cfg.fair_warmup_steps
       fair = gumbel.fair_sample(key, params["arch"], step)
-      sample = jax.tree.map(
-          lambda f, s: jnp.where(step < search_cfg.fair_warmup_steps, f, s), fair, sample)
-    total, terms = loss_fn(params, emb_tables, batch, sample, dropout_key)
+      sample = jax.tree.map(lambda f, s: jnp.where(in_fair_warmup, f, s), fair, sample)
+    # Fair steps mix every head's loss (fair_sample's uniform depth weights), so every
+    # head trains whatever loss_cfg.depth_mix is.
+    total, terms = loss_fn(params, emb_tables, batch, sample, dropout_key,
+                           per_head=in_fair_warmup)
     if search_cfg.alpha_regulariser:
       terms = {**terms, "alpha_regulariser": alpha_regulariser(params["arch"])}
       total = total + search_cfg.regulariser_weight(step) * terms["alpha_regulariser"]

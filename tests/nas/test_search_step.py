@@ -179,23 +179,36 @@ def test_fair_warmup_trains_every_op_of_every_edge_equally_often(setup):
       assert float(fair["total"]) == float(plain["total"])
 
 
-def test_fair_sample_trains_every_head_and_reports_the_deepest(setup):
-  # A one-hot at k_max left the shallower heads untrained, so a search sampled fairly
-  # throughout could only derive K = k_max (runs/sst2_fair, 2026-12-06).
+@pytest.mark.parametrize("depth_mix", ["losses", "logits"])
+def test_fair_steps_train_every_head_whatever_the_depth_mix(setup, depth_mix):
+  # A one-hot at k_max (and, under depth_mix="logits", the deepest head's loss alone) left
+  # the shallower heads untrained, so a search sampled fairly throughout could only derive
+  # K = k_max (runs/sst2_fair, 2026-12-06).
   emb_tables, op_costs = setup
-  params = supernet.init_supernet(jax.random.key(0), CFG, TEACHER_WIDTH, CLASSES)
-  sample = gumbel.fair_sample(jax.random.key(7), params["arch"], 0)
-  batch = _batch(0)
+  loss_cfg = losses.LossConfig(depth_mix=depth_mix)
+  optimizer = search_step.make_optimizer(search_step.OptimizerConfig(), STEPS)
+  state = search_step.init_search_state(jax.random.key(0), CFG, TEACHER_WIDTH, CLASSES,
+                                        optimizer)
+  key, step, batch = jax.random.key(7), 1, _batch(0)
+  sample = gumbel.fair_sample(key, state.params["arch"], step)
+  dropout_key = jax.random.split(jax.random.fold_in(key, step))[1]  # as search_step's
 
-  def loss(p):
-    return search_step.search_loss(p, emb_tables, batch, sample, jax.random.key(2),
-                                   supernet_cfg=CFG, loss_cfg=losses.LossConfig(),
-                                   op_costs=op_costs)[0]
-  head_grads_KFC = jax.grad(loss)(params)["weights"]["heads"]["kernel"]
+  def loss(params, per_head):
+    return search_step.search_loss(params, emb_tables, batch, sample, dropout_key,
+                                   supernet_cfg=CFG, loss_cfg=loss_cfg, op_costs=op_costs,
+                                   per_head=per_head)[0]
+  head_grads_KFC = jax.grad(loss)(state.params, True)["weights"]["heads"]["kernel"]
   for k in range(CFG.k_max):
     assert np.any(head_grads_KFC[k] != 0), f"head {k + 1} gets no gradient"
+  # The step (jitted, step traced) takes that loss on its fair steps.
+  fair_cfg = search_step.SearchConfig(total_steps=STEPS, fair_warmup_steps=3)
+  run = search_step.make_search_step(CFG, loss_cfg, fair_cfg, optimizer, op_costs)
+  total = float(run(state, batch, emb_tables, key, step)[1]["total"])
+  assert total == pytest.approx(float(loss(state.params, True)), rel=1e-5)
+  if depth_mix == "logits":  # ... which is not the deepest head's loss alone
+    assert total != pytest.approx(float(loss(state.params, False)), rel=1e-3)
   # The output logits are still the deepest head's, not 1/k_max of them.
-  outputs = supernet.supernet_apply(params, emb_tables, batch, sample, CFG, train=False)
+  outputs = supernet.supernet_apply(state.params, emb_tables, batch, sample, CFG, train=False)
   np.testing.assert_allclose(outputs["logits"], outputs["head_logits"][:, -1], rtol=1e-6)
 
 
