@@ -2,9 +2,9 @@
 then derive the architecture.
 
 Writes <workdir>/search/: checkpoints/ (the last few states), history.jsonl (per epoch:
-alpha probabilities, depth distribution, sampled depths, every loss term, dev metric of
-the derived architecture), cell.png, alpha.png and result.json (with alpha's genotype; the
-run's genotype.json is the derive stage's).
+alpha probabilities, depth distribution, sampled depths and fair steps, every loss term,
+dev metric of the derived architecture), cell.png, alpha.png and result.json (with alpha's
+genotype; the run's genotype.json is the derive stage's).
 """
 
 from __future__ import annotations
@@ -235,7 +235,7 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
     epoch_terms.append(metrics)
     if step % 20 == 0:
       bar.set_postfix(loss=f"{metrics['total']:.3f}", T=f"{metrics['temperature']:.3f}",
-                      K=int(metrics["depth"]))
+                      K="fair" if metrics["fair"] else int(metrics["depth"]))
 
   def on_eval(step, epoch, state, metrics):
     # The record is appended before the state is saved: a kill between the two resumes
@@ -252,7 +252,9 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
     bar.write(f"epoch {record['epoch']}: loss {record['loss']['total']:.3f} "
               f"(ce {record['loss']['ce']:.3f}, kd {record['loss']['kd']:.3f}, "
               f"eff {record['loss']['efficiency']:.3f}), T {record['temperature']:.3f}, "
-              f"sampled K {record['sampled_depths']}, derived dev "
+              f"sampled K {record['sampled_depths']}"
+              + (f", {record['fair_steps']} fair steps" if record["fair_steps"] else "")
+              + ", derived dev "
               f"{record['dev_derived']['score']:.2f}")
     epoch_terms.clear()
 
@@ -271,12 +273,15 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
 def _epoch_record(arch, cfg: supernet.SupernetConfig, terms: list[dict], *, epoch: int,
                   step: int) -> dict:
   arch = jax.device_get(arch)
-  depths = np.bincount([int(t["depth"]) for t in terms], minlength=cfg.k_max + 1)[1:]
+  # A fair step runs every cell and trains every head, so it has no sampled depth.
+  depths = np.bincount([int(t["depth"]) for t in terms if not t["fair"]],
+                       minlength=cfg.k_max + 1)[1:]
   return {
       "epoch": epoch, "step": step,
       "op_probs": genotype_lib.op_probabilities(arch).round(5).tolist(),
       "depth_probs": np.asarray(jax.nn.softmax(arch["alpha_depth"])).round(5).tolist(),
       "sampled_depths": {str(k + 1): int(c) for k, c in enumerate(depths) if c},
+      "fair_steps": sum(bool(t["fair"]) for t in terms),
       "loss": {name: float(np.mean([t[name] for t in terms])) if terms else float("nan")
                for name in ("total", "ce", "kd", "kd_layers", "kd_final", "efficiency")},
       "temperature": float(terms[-1]["temperature"]) if terms else float("nan"),

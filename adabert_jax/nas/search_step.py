@@ -163,13 +163,14 @@ def search_step(state: SearchState, batch: dict[str, Any], emb_tables: dict[str,
   loss_fn = functools.partial(search_loss, supernet_cfg=supernet_cfg, loss_cfg=loss_cfg,
                               op_costs=op_costs)
 
+  in_fair_warmup = (step < search_cfg.fair_warmup_steps if search_cfg.fair_warmup_steps
+                    else False)
+
   def loss_of_params(params):
     # Sampling inside the differentiated function: the straight-through one-hots carry the
     # gradient back to alpha.
     sample = sampler(sample_key, params["arch"], temperature)
-    in_fair_warmup = False
     if search_cfg.fair_warmup_steps:
-      in_fair_warmup = step < search_cfg.fair_warmup_steps
       fair = gumbel.fair_sample(key, params["arch"], step)
       sample = jax.tree.map(lambda f, s: jnp.where(in_fair_warmup, f, s), fair, sample)
     # Fair steps mix every head's loss (fair_sample's uniform depth weights), so every
@@ -188,6 +189,7 @@ def search_step(state: SearchState, batch: dict[str, Any], emb_tables: dict[str,
   metrics.update(
       temperature=temperature,
       depth=sample["depth_index"] + 1,
+      fair=jnp.asarray(in_fair_warmup),  # every cell ran and every head's loss counted
       ops_index=sample["ops_index"],
       weights_grad_norm=optax.tree.norm(grads["weights"]),
       arch_grad_norm=optax.tree.norm(grads["arch"]),

@@ -83,6 +83,18 @@ def test_search_writes_genotype_history_and_plots(prepared, tiny_bert_dir, tmp_p
     stages.ensure_derive(config, task, splits, knowledge, str(tmp_path), result)
 
 
+def test_history_counts_fair_steps_apart_from_sampled_depths(prepared, tiny_bert_dir,
+                                                            tmp_path):
+  """A fair step runs every cell, so the epoch record counts it as a fair step, not as a
+  sampled depth of k_max."""
+  config = _config(tiny_bert_dir, arch_warmup_epochs=1, warmup_sampling="fair")
+  _search(config, prepared, str(tmp_path))
+  history = [json.loads(l) for l in open(os.path.join(str(tmp_path), "search",
+                                                      "history.jsonl"))]
+  assert [(h["fair_steps"], sum(h["sampled_depths"].values())) for h in history] == [
+      (8, 0), (0, 8)]  # 8 steps an epoch: the first epoch fair, the second alpha's
+
+
 def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(prepared, tiny_bert_dir,
                                                                   tmp_path):
   straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")

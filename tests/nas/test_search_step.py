@@ -171,6 +171,7 @@ def test_fair_warmup_trains_every_op_of_every_edge_equally_often(setup):
   for step in (0, 2, 3, 5):
     fair = run[fair_cfg](state, _batch(0), emb_tables, key, step)[1]
     plain = run[plain_cfg](state, _batch(0), emb_tables, key, step)[1]
+    assert bool(fair["fair"]) == (step < 3) and not plain["fair"]
     if step < 3:
       np.testing.assert_array_equal(fair["ops_index"], index[step])
       assert int(fair["depth"]) == CFG.k_max
