@@ -11,6 +11,12 @@ and alpha follows the efficiency term; if the rows rank architectures the derive
 does not resemble, the gradient to alpha, not the supernet, is at fault (see
 docs/search-on-cpu.md).
 
+With --genotypes=MODEL,... it scores the cells of trained models (a student folder of
+--workdir, or RUNDIR:name, as in experiments/compare.py) the way the measured derive scores
+its candidates: J = held-out loss + derive.beta * L_E on the search's held-out examples,
+with the rank J would have among the derive's candidates. Set beside the models' dev
+scores, it says whether the supernet ranks cells as training them on their own does.
+
 With --signal_architectures=N it asks the second question directly: over N architectures
 that put each op on each edge equally often, scored on the search's held-out examples, what
 the task loss says about each op (its mean loss when on an edge) against the first-order
@@ -19,6 +25,7 @@ h_{e,o}: negative = more of that op, so alpha_{e,o} grows), in both search modes
 """
 
 import dataclasses
+import json
 import os
 
 import jax
@@ -30,14 +37,17 @@ from adabert_jax import artefacts, cli, io_utils
 from adabert_jax.pipeline import runner, stages
 from adabert_jax.data import batching, pipeline as data_pipeline
 from adabert_jax.errors import UserError
-from adabert_jax.nas import (derive, genotype as genotype_lib, gumbel, inputs, ops, search,
-                             search_step)
+from adabert_jax.nas import (costs, derive, genotype as genotype_lib, gumbel, inputs, ops,
+                             search, search_step)
 from adabert_jax.train import checkpoints, sharding
 
 flags.DEFINE_list("ops", ["conv3", "conv5", "dil_conv3", "max_pool3", "avg_pool3",
                           "identity"], "Operations to try, each on every edge.")
 flags.DEFINE_list("depths", [], "Depths K to try (default: 1, 2, 3, 4, 6, 8 up to "
                   "search.k_max).")
+flags.DEFINE_list("genotypes", [], "Trained models whose cells to score as the measured "
+                  "derive scores its candidates (a student folder of --workdir, or "
+                  "RUNDIR:name).")
 flags.DEFINE_integer("signal_architectures", 0,
                      "> 0: instead of the table, what alpha's gradient says about each op "
                      "against what the loss says, over this many architectures (a multiple "
@@ -123,6 +133,44 @@ def signal_table(signal: dict) -> str:
   return "\n".join(lines)
 
 
+def score_trained_cells(specs: list[str], workdir: str, config, params, emb, held,
+                        setup) -> list[dict]:
+  """Per model spec: its cell's held-out loss, accuracy, L_E and J in this supernet, and
+  the rank J would take among the derive's measured candidates (if the derive ran)."""
+  cfg = setup.supernet
+  score = derive.heldout_scorer(params, emb, held, cfg, setup.loss, config.derive.batch_size,
+                                config.data.max_len)
+  op_costs = costs.op_cost_table(cfg.hidden, config.data.max_len,
+                                 config.search.cost_norm).normalised
+  derived_path = os.path.join(artefacts.derive_dir(workdir), artefacts.RESULT_FILE)
+  evaluated = (io_utils.load_json(derived_path).get("evaluated", [])
+               if os.path.isfile(derived_path) else [])
+  rows = []
+  for spec in specs:
+    run_dir, name = spec.rsplit(":", 1) if ":" in spec else (workdir, spec)
+    path = os.path.join(artefacts.student_dir(run_dir, name), artefacts.RESULT_FILE)
+    if not os.path.isfile(path):
+      raise UserError(f"--genotypes={spec}: no trained model {name!r} in {run_dir}.")
+    result = io_utils.load_json(path)
+    geno = genotype_lib.Genotype.from_json(json.dumps(result["genotype"]))
+    if (geno.k_max, geno.num_nodes, geno.input_mode) != (cfg.k_max, cfg.num_nodes,
+                                                        cfg.input_mode):
+      raise UserError(f"--genotypes={spec}: its cell (k_max {geno.k_max}, {geno.num_nodes} "
+                      f"nodes, input {geno.input_mode}) is not of this supernet's space.")
+    measured = score(geno)
+    efficiency = derive.efficiency_of(geno, cfg, op_costs)
+    objective = measured["loss"] + config.derive.beta * efficiency
+    rows.append({"model": spec, "depth": geno.depth, "ops": genotype_lib.ops_summary(geno),
+                 "loss": measured["loss"], "accuracy": measured["accuracy"],
+                 "efficiency": efficiency, "objective": objective,
+                 "rank": 1 + sum(r["objective"] < objective for r in evaluated),
+                 # the cell counted once, whether or not the derive measured it
+                 "candidates": len(evaluated) + (result["genotype"] not in
+                                                 [r["genotype"] for r in evaluated]),
+                 "dev": result["dev"]["score"]})
+  return rows
+
+
 def main(argv):
   del argv
   config = cli.config_with_flags(_CONFIG.value)
@@ -160,11 +208,24 @@ def main(argv):
   knowledge = stages.ensure_knowledge(config, task, splits, vocab, workdir, teacher)
   params = checkpoints.restore_pytree(params_dir)
   emb = {k: jnp.asarray(v) for k, v in knowledge["emb_tables"].items()}
-  if flags.FLAGS.signal_architectures > 0:
+  if flags.FLAGS.signal_architectures > 0 or flags.FLAGS.genotypes:
     _, held = search.search_and_holdout(config, splits, knowledge["knowledge"])
     if not len(held["label"]):
-      raise UserError("--signal_architectures scores the search's held-out examples, and it "
-                      "kept none: pass the search's --config.search.holdout (> 0).")
+      raise UserError("--signal_architectures and --genotypes score the search's held-out "
+                      "examples, and it kept none: pass the search's "
+                      "--config.search.holdout (> 0).")
+  if flags.FLAGS.genotypes:
+    rows = score_trained_cells(flags.FLAGS.genotypes, workdir, config, params, emb, held,
+                               setup)
+    print(f"trained models' cells in the supernet of {workdir} ({len(held['label'])} "
+          f"held-out examples; rank among the derive's measured candidates by J)")
+    print("| model | K | ops | held-out loss / acc | L_E | J | rank | dev |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+      print(f"| {r['model']} | {r['depth']} | {r['ops']} | {r['loss']:.4f} / "
+            f"{r['accuracy']:.1f} | {r['efficiency']:.3f} | {r['objective']:.4f} | "
+            f"{r['rank']} of {r['candidates']} | {r['dev']:.2f} |")
+    return
     depth = flags.FLAGS.signal_depth or cfg.k_max
     if not 1 <= depth <= cfg.k_max:
       raise UserError(f"--signal_depth must be in 1..{cfg.k_max} (search.k_max), got {depth}")
