@@ -47,16 +47,24 @@ def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int):
                                momentum=cfg.momentum))
 
 
-def predict(params, geno: Genotype, arrays, emb_tables, batch_size: int, mesh) -> np.ndarray:
+def predict_logits(params, geno: Genotype, arrays, emb_tables, batch_size: int, mesh
+                   ) -> np.ndarray:
+  """The student's logits [N, C] on every example of `arrays`, in order."""
   fn = _jitted_logits(geno)
-  preds = np.zeros(len(arrays["label"]), np.int32)
-  for start, batch in zip(range(0, len(preds), batch_size), batching.eval_batches(
+  n = len(arrays["label"])
+  logits_NC = []
+  for start, batch in zip(range(0, n, batch_size), batching.eval_batches(
       arrays, batch_size, sharding.process_rows(mesh, batch_size))):
     del batch["weight"]  # the real examples are the first min(batch_size, N - start)
     batch = inputs.host_batch(batch, geno.input_mode)
     logits = fn(params, sharding.shard_batch(batch, mesh), emb_tables)
-    preds[start:start + batch_size] = sharding.to_host(logits).argmax(-1)[:len(preds) - start]
-  return preds
+    logits_NC.append(sharding.to_host(logits)[:n - start])
+  return np.concatenate(logits_NC)
+
+
+def predict(params, geno: Genotype, arrays, emb_tables, batch_size: int, mesh) -> np.ndarray:
+  return predict_logits(params, geno, arrays, emb_tables, batch_size,
+                        mesh).argmax(-1).astype(np.int32)
 
 
 @functools.cache
@@ -88,6 +96,34 @@ def make_train_step(cfg: ml_collections.ConfigDict, geno: Genotype,
     return optax.apply_updates(params, updates), opt_state, terms
 
   return step_fn
+
+
+def train_briefly(config: ml_collections.ConfigDict, geno: Genotype, init_params: dict,
+                  train: dict[str, np.ndarray], emb_tables: dict[str, np.ndarray], steps: int,
+                  key: jax.Array) -> dict:
+  """The student's training (loss, optimiser, cosine schedule over `steps`), for `steps`
+  batches of `train` and nothing else: no dev, checkpoints or export. For ranking cells by
+  a short training on their own (experiments/proxy_rank.py)."""
+  cfg = config.student
+  mesh = sharding.make_mesh(1)
+  tx = make_optimizer(cfg, steps)
+  emb = {k: jnp.asarray(v) for k, v in emb_tables.items()}
+  params = jax.tree.map(jnp.array, init_params)  # a copy: the step donates what it is given
+  opt_state = tx.init(params)
+  step_fn = make_train_step(cfg, geno, tx, emb)
+  data_key, dropout_key = jax.random.split(key)
+  step, epoch = 0, 0
+  while step < steps:
+    for batch in batching.epoch_batches(train, cfg.batch_size, data_key, epoch,
+                                        config.data.max_len, bucket=cfg.bucket_lengths):
+      if step == steps:
+        break
+      batch = inputs.host_batch(batch, geno.input_mode)
+      params, opt_state, _ = step_fn(params, opt_state, sharding.shard_batch(batch, mesh),
+                                     jax.random.fold_in(dropout_key, step))
+      step += 1
+    epoch += 1
+  return params
 
 
 def train_student(config: ml_collections.ConfigDict, task: Task, geno: Genotype,

@@ -1,0 +1,90 @@
+"""Would a short training of each cell on its own rank cells as their full training does?
+
+DARTS picks its final cell among a few candidates by training each briefly on its own and
+scoring it on held-out data. Here the supernet's held-out loss ranks cells in the reverse
+order of their students' dev scores (docs/search-on-cpu.md), so this asks whether that
+cheaper proxy agrees instead. Each model's cell (a student folder of --workdir, or
+RUNDIR:name, as in experiments/compare.py) is trained from scratch for --proxy_steps
+batches of the search's training split, with the student's loss and optimiser, and scored
+on the search's held-out examples (search.holdout; no dev data): cross-entropy against the
+labels, accuracy. Use the --config the search ran with (for its held-out split):
+
+  python experiments/proxy_rank.py --task=sst2 --glue_dir=../shared/glue --workdir=runs/sst2 \\
+      --config=experiments/configs/default.py:cpu --models=student,random_arch,plain_cnn
+
+The dev column is each model's recorded dev score after its full training, for comparison.
+"""
+
+import json
+import os
+import time
+
+import jax
+import numpy as np
+from absl import flags
+
+from adabert_jax import artefacts, cli, io_utils
+from adabert_jax.data import pipeline as data_pipeline
+from adabert_jax.errors import UserError
+from adabert_jax.nas import genotype as genotype_lib, losses, search
+from adabert_jax.pipeline import stages
+from adabert_jax.student import model, train as student_train
+from adabert_jax.train import sharding
+
+flags.DEFINE_list("models", "student,random_arch,plain_cnn",
+                  "Trained models whose cells to train briefly (a student folder of "
+                  "--workdir, or RUNDIR:name).")
+flags.DEFINE_integer("proxy_steps", 500, "Training batches per cell (student.batch_size "
+                     "each).")
+_CONFIG = cli.define_config_flag(cli.default_config("paper"))
+
+
+def heldout_scores(params, geno, held, emb_tables, batch_size: int) -> dict:
+  """Cross-entropy against the labels and accuracy (%) of a student on `held`."""
+  logits_NC = student_train.predict_logits(params, geno, held, emb_tables, batch_size,
+                                           sharding.make_mesh(1))
+  return {"ce": float(losses.cross_entropy(logits_NC, held["label"]).mean()),
+          "accuracy": 100.0 * float(np.mean(logits_NC.argmax(-1) == held["label"]))}
+
+
+def main(argv):
+  del argv
+  config = cli.config_with_flags(_CONFIG.value)
+  workdir = cli.require_workdir()
+  if flags.FLAGS.proxy_steps < 1:
+    raise UserError(f"--proxy_steps must be at least 1, got {flags.FLAGS.proxy_steps}.")
+  task, splits, vocab = data_pipeline.load_task_data(config)
+  teacher = stages.ensure_teacher(config, task, splits, workdir)
+  knowledge = stages.ensure_knowledge(config, task, splits, vocab, workdir, teacher)
+  train, held = search.search_and_holdout(config, splits, knowledge["knowledge"])
+  if not len(held["label"]):
+    raise UserError("proxy_rank.py scores the search's held-out examples, and this config "
+                    "keeps none: pass the search's --config.search.holdout (> 0).")
+  supernet_cfg = search.setup_from_config(config.search, task.is_pair).supernet
+  emb_tables = knowledge["emb_tables"]
+  print(f"{task.name}: each cell trained from scratch for {flags.FLAGS.proxy_steps} batches "
+        f"of {config.student.batch_size} from the search's {len(train['label'])} training "
+        f"examples, scored on its {len(held['label'])} held-out ones")
+  print("| model | K | ops | held-out CE | held-out acc | seconds | dev after full training |")
+  print("|---|---|---|---|---|---|---|")
+  for spec in flags.FLAGS.models:
+    run_dir, name = spec.rsplit(":", 1) if ":" in spec else (workdir, spec)
+    path = os.path.join(artefacts.student_dir(run_dir, name), artefacts.RESULT_FILE)
+    if not os.path.isfile(path):
+      raise UserError(f"--models={spec}: no trained model {name!r} in {run_dir}.")
+    result = io_utils.load_json(path)
+    geno = genotype_lib.Genotype.from_json(json.dumps(result["genotype"]))
+    start = time.time()
+    params = model.init_student(jax.random.key(config.seed + 11), geno, supernet_cfg.hidden,
+                                emb_tables["word"].shape[1], task.num_classes,
+                                exact_match=supernet_cfg.exact_match)
+    params = student_train.train_briefly(config, geno, params, train, emb_tables,
+                                         flags.FLAGS.proxy_steps, jax.random.key(config.seed))
+    scores = heldout_scores(params, geno, held, emb_tables, config.student.batch_size)
+    print(f"| {spec} | {geno.depth} | {genotype_lib.ops_summary(geno)} | {scores['ce']:.4f} | "
+          f"{scores['accuracy']:.2f} | {time.time() - start:.0f} | "
+          f"{result['dev']['score']:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+  cli.run(main)
