@@ -24,7 +24,7 @@ import numpy as np
 from absl import flags
 
 from adabert_jax import artefacts, cli, io_utils
-from adabert_jax.data import pipeline as data_pipeline
+from adabert_jax.data import batching, pipeline as data_pipeline
 from adabert_jax.errors import UserError
 from adabert_jax.nas import genotype as genotype_lib, losses, search
 from adabert_jax.pipeline import stages
@@ -36,6 +36,8 @@ flags.DEFINE_list("models", "student,random_arch,plain_cnn",
                   "--workdir, or RUNDIR:name).")
 flags.DEFINE_integer("proxy_steps", 500, "Training batches per cell (student.batch_size "
                      "each).")
+flags.DEFINE_integer("min_tokens", 0, "Also score the held-out examples of at least this "
+                     "many tokens on their own (0 = no).")
 _CONFIG = cli.define_config_flag(cli.default_config("paper"))
 
 
@@ -65,8 +67,15 @@ def main(argv):
   print(f"{task.name}: each cell trained from scratch for {flags.FLAGS.proxy_steps} batches "
         f"of {config.student.batch_size} from the search's {len(train['label'])} training "
         f"examples, scored on its {len(held['label'])} held-out ones")
-  print("| model | K | ops | held-out CE | held-out acc | seconds | dev after full training |")
-  print("|---|---|---|---|---|---|---|")
+  min_tokens = flags.FLAGS.min_tokens
+  long_held = batching.take(held, np.flatnonzero(held["attention_mask"].sum(1) >= min_tokens))
+  if min_tokens and not len(long_held["label"]):
+    raise UserError(f"--min_tokens={min_tokens}: no held-out example is that long.")
+  long_columns = (f" CE, acc on the {len(long_held['label'])} of >= {min_tokens} tokens |"
+                  if min_tokens else "")
+  print("| model | K | ops | held-out CE | held-out acc |" + long_columns
+        + " seconds | dev after full training |")
+  print("|---|---|---|---|---|" + ("---|" if min_tokens else "") + "---|---|")
   for spec in flags.FLAGS.models:
     run_dir, name = spec.rsplit(":", 1) if ":" in spec else (workdir, spec)
     path = os.path.join(artefacts.student_dir(run_dir, name), artefacts.RESULT_FILE)
@@ -81,9 +90,12 @@ def main(argv):
     params = student_train.train_briefly(config, geno, params, train, emb_tables,
                                          flags.FLAGS.proxy_steps, jax.random.key(config.seed))
     scores = heldout_scores(params, geno, held, emb_tables, config.student.batch_size)
+    long = (heldout_scores(params, geno, long_held, emb_tables, config.student.batch_size)
+            if min_tokens else None)
     print(f"| {spec} | {geno.depth} | {genotype_lib.ops_summary(geno)} | {scores['ce']:.4f} | "
-          f"{scores['accuracy']:.2f} | {time.time() - start:.0f} | "
-          f"{result['dev']['score']:.2f} |", flush=True)
+          f"{scores['accuracy']:.2f} |"
+          + (f" {long['ce']:.4f}, {long['accuracy']:.2f} |" if long else "")
+          + f" {time.time() - start:.0f} | {result['dev']['score']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

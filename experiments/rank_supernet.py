@@ -48,6 +48,9 @@ flags.DEFINE_list("depths", [], "Depths K to try (default: 1, 2, 3, 4, 6, 8 up t
 flags.DEFINE_list("genotypes", [], "Trained models whose cells to score as the measured "
                   "derive scores its candidates (a student folder of --workdir, or "
                   "RUNDIR:name).")
+flags.DEFINE_integer("min_tokens", 0, "With --genotypes: score only the held-out examples "
+                     "of at least this many tokens (0 = all; the rank among the derive's "
+                     "candidates, measured on all, is then left out).")
 flags.DEFINE_integer("signal_architectures", 0,
                      "> 0: instead of the table, what alpha's gradient says about each op "
                      "against what the loss says, over this many architectures (a multiple "
@@ -134,9 +137,9 @@ def signal_table(signal: dict) -> str:
 
 
 def score_trained_cells(specs: list[str], workdir: str, config, params, emb, held,
-                        setup) -> list[dict]:
+                        setup, with_rank: bool = True) -> list[dict]:
   """Per model spec: its cell's held-out loss, accuracy, L_E and J in this supernet, and
-  the rank J would take among the derive's measured candidates (if the derive ran)."""
+  (with_rank, when the derive ran) the rank J would take among the derive's candidates."""
   cfg = setup.supernet
   score = derive.heldout_scorer(params, emb, held, cfg, setup.loss, config.derive.batch_size,
                                 config.data.max_len)
@@ -144,7 +147,7 @@ def score_trained_cells(specs: list[str], workdir: str, config, params, emb, hel
                                  config.search.cost_norm).normalised
   derived_path = os.path.join(artefacts.derive_dir(workdir), artefacts.RESULT_FILE)
   evaluated = (io_utils.load_json(derived_path).get("evaluated", [])
-               if os.path.isfile(derived_path) else [])
+               if with_rank and os.path.isfile(derived_path) else [])
   rows = []
   for spec in specs:
     run_dir, name = spec.rsplit(":", 1) if ":" in spec else (workdir, spec)
@@ -163,7 +166,8 @@ def score_trained_cells(specs: list[str], workdir: str, config, params, emb, hel
     rows.append({"model": spec, "depth": geno.depth, "ops": genotype_lib.ops_summary(geno),
                  "loss": measured["loss"], "accuracy": measured["accuracy"],
                  "efficiency": efficiency, "objective": objective,
-                 "rank": 1 + sum(r["objective"] < objective for r in evaluated),
+                 "rank": (1 + sum(r["objective"] < objective for r in evaluated)
+                          if evaluated else None),
                  # the cell counted once, whether or not the derive measured it
                  "candidates": len(evaluated) + (result["genotype"] not in
                                                  [r["genotype"] for r in evaluated]),
@@ -215,17 +219,25 @@ def main(argv):
                       "examples, and it kept none: pass the search's "
                       "--config.search.holdout (> 0).")
   if flags.FLAGS.genotypes:
+    min_tokens = flags.FLAGS.min_tokens
+    if min_tokens:
+      held = batching.take(held, np.flatnonzero(held["attention_mask"].sum(1) >= min_tokens))
+      if not len(held["label"]):
+        raise UserError(f"--min_tokens={min_tokens}: no held-out example is that long.")
     rows = score_trained_cells(flags.FLAGS.genotypes, workdir, config, params, emb, held,
-                               setup)
+                               setup, with_rank=not min_tokens)
     print(f"trained models' cells in the supernet of {workdir} ({len(held['label'])} "
-          f"held-out examples; rank among the derive's measured candidates by J)")
+          f"held-out examples" + (f" of at least {min_tokens} tokens)" if min_tokens else
+                                  "; rank among the derive's measured candidates by J)"))
     print("| model | K | ops | held-out loss / acc | L_E | J | rank | dev |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
       print(f"| {r['model']} | {r['depth']} | {r['ops']} | {r['loss']:.4f} / "
             f"{r['accuracy']:.1f} | {r['efficiency']:.3f} | {r['objective']:.4f} | "
-            f"{r['rank']} of {r['candidates']} | {r['dev']:.2f} |")
+            + (f"{r['rank']} of {r['candidates']}" if r["rank"] else "-")
+            + f" | {r['dev']:.2f} |")
     return
+  if flags.FLAGS.signal_architectures > 0:
     depth = flags.FLAGS.signal_depth or cfg.k_max
     if not 1 <= depth <= cfg.k_max:
       raise UserError(f"--signal_depth must be in 1..{cfg.k_max} (search.k_max), got {depth}")

@@ -1,0 +1,48 @@
+"""experiments/rank_supernet.py and experiments/proxy_rank.py on a finished tiny run, as a
+user runs them: each mode prints its table."""
+
+import os
+import subprocess
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.xdist_group("tiny_run")
+
+# The run's flags that the ranking scripts do not take.
+_PIPELINE_ONLY = ("--baselines", "--config.bench.bert_base", "--config.augment.copies")
+
+
+def _run(tiny_run, script, *extra):
+  args = [a for a in tiny_run.args if not a.startswith(_PIPELINE_ONLY)]
+  args[1] = os.path.join(REPO_ROOT, "experiments", script)
+  done = subprocess.run(args + list(extra), capture_output=True, text=True,
+                        env=tiny_run.env, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  return done.stdout
+
+
+def _table_rows(text, first_cell):
+  return [line for line in text.splitlines() if line.startswith(f"| {first_cell} |")]
+
+
+def test_rank_supernet_scores_trained_cells_and_still_gives_the_op_signal(tiny_run):
+  out = _run(tiny_run, "rank_supernet.py", "--genotypes=student,plain_cnn")
+  [row] = _table_rows(out, "plain_cnn")
+  assert " of " in row.split(" | ")[-2]  # its rank among the derive's candidates
+  out = _run(tiny_run, "rank_supernet.py", "--genotypes=student", "--min_tokens=8")
+  [row] = _table_rows(out, "student")
+  assert row.split(" | ")[-2] == "-"  # measured on other examples than the derive's
+  assert "of at least 8 tokens" in out
+  out = _run(tiny_run, "rank_supernet.py", "--signal_architectures=10")
+  assert "what the loss and alpha's gradient say about each op" in out
+  assert len(_table_rows(out, "conv3")) == 1
+
+
+def test_proxy_rank_trains_each_cell_and_scores_the_long_examples_apart(tiny_run):
+  out = _run(tiny_run, "proxy_rank.py", "--models=student,random_arch", "--proxy_steps=2",
+             "--min_tokens=8")
+  for name in ("student", "random_arch"):
+    [row] = _table_rows(out, name)
+    assert len(row.strip("|").split(" | ")) == 8  # with the long examples' column
