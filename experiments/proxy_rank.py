@@ -15,15 +15,13 @@ labels, accuracy. Use the --config the search ran with (for its held-out split):
 The dev column is each model's recorded dev score after its full training, for comparison.
 """
 
-import json
-import os
 import time
 
 import jax
 import numpy as np
 from absl import flags
 
-from adabert_jax import artefacts, cli, io_utils
+from adabert_jax import cli
 from adabert_jax.data import batching, pipeline as data_pipeline
 from adabert_jax.errors import UserError
 from adabert_jax.nas import genotype as genotype_lib, losses, search
@@ -77,12 +75,7 @@ def main(argv):
         + " seconds | dev after full training |")
   print("|---|---|---|---|---|" + ("---|" if min_tokens else "") + "---|---|")
   for spec in flags.FLAGS.models:
-    run_dir, name = spec.rsplit(":", 1) if ":" in spec else (workdir, spec)
-    path = os.path.join(artefacts.student_dir(run_dir, name), artefacts.RESULT_FILE)
-    if not os.path.isfile(path):
-      raise UserError(f"--models={spec}: no trained model {name!r} in {run_dir}.")
-    result = io_utils.load_json(path)
-    geno = genotype_lib.Genotype.from_json(json.dumps(result["genotype"]))
+    geno, result = stages.trained_cell(spec, workdir, "--models")
     start = time.time()
     params = model.init_student(jax.random.key(config.seed + 11), geno, supernet_cfg.hidden,
                                 emb_tables["word"].shape[1], task.num_classes,

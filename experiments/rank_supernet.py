@@ -25,7 +25,6 @@ h_{e,o}: negative = more of that op, so alpha_{e,o} grows), in both search modes
 """
 
 import dataclasses
-import json
 import os
 
 import jax
@@ -150,12 +149,7 @@ def score_trained_cells(specs: list[str], workdir: str, config, params, emb, hel
                if with_rank and os.path.isfile(derived_path) else [])
   rows = []
   for spec in specs:
-    run_dir, name = spec.rsplit(":", 1) if ":" in spec else (workdir, spec)
-    path = os.path.join(artefacts.student_dir(run_dir, name), artefacts.RESULT_FILE)
-    if not os.path.isfile(path):
-      raise UserError(f"--genotypes={spec}: no trained model {name!r} in {run_dir}.")
-    result = io_utils.load_json(path)
-    geno = genotype_lib.Genotype.from_json(json.dumps(result["genotype"]))
+    geno, result = stages.trained_cell(spec, workdir, "--genotypes")
     if (geno.k_max, geno.num_nodes, geno.input_mode) != (cfg.k_max, cfg.num_nodes,
                                                         cfg.input_mode):
       raise UserError(f"--genotypes={spec}: its cell (k_max {geno.k_max}, {geno.num_nodes} "

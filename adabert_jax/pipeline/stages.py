@@ -246,6 +246,18 @@ def load_student(workdir: str, name: str = "student"):
   return geno, params, result
 
 
+def trained_cell(spec: str, workdir: str, flag: str) -> tuple[genotype_lib.Genotype, dict]:
+  """(genotype, result.json) of a trained model named as the scripts' flags name one: a
+  student folder of `workdir` (student, plain_cnn, ...) or RUNDIR:name; `flag` is the
+  flag that named it, for the error."""
+  run_dir, name = spec.rsplit(":", 1) if ":" in spec else (workdir, spec)
+  path = os.path.join(artefacts.student_dir(run_dir, name), artefacts.RESULT_FILE)
+  if not os.path.isfile(path):
+    raise UserError(f"{flag}={spec}: no trained model {name!r} in {run_dir}.")
+  result = io_utils.load_json(path)
+  return genotype_lib.Genotype.from_json(json.dumps(result["genotype"])), result
+
+
 def dev_comparisons(task, splits, knowledge, workdir, baseline_names=()) -> dict[str, dict]:
   """The student against the teacher and each baseline, paired on the main dev split's
   examples (eval/compare.py); the teacher's predictions are its precomputed dev logits."""

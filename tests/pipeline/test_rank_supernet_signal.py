@@ -79,3 +79,5 @@ def test_trained_cells_get_the_derives_j_and_rank(tmp_path):
   assert rows[1]["candidates"] == len(evaluated) + 1
   with pytest.raises(UserError, match="other"):
     _script().score_trained_cells(["other"], workdir, config, params, emb, held, setup)
+  with pytest.raises(UserError, match="--genotypes=missing: no trained model"):
+    _script().score_trained_cells(["missing"], workdir, config, params, emb, held, setup)
