@@ -109,21 +109,26 @@ def train_briefly(config: ml_collections.ConfigDict, geno: Genotype, init_params
   tx = make_optimizer(cfg, steps)
   emb = {k: jnp.asarray(v) for k, v in emb_tables.items()}
   params = jax.tree.map(jnp.array, init_params)  # a copy: the step donates what it is given
-  opt_state = tx.init(params)
   step_fn = make_train_step(cfg, geno, tx, emb)
   data_key, dropout_key = jax.random.split(key)
-  step, epoch = 0, 0
-  while step < steps:
-    for batch in batching.epoch_batches(train, cfg.batch_size, data_key, epoch,
-                                        config.data.max_len, bucket=cfg.bucket_lengths):
-      if step == steps:
-        break
-      batch = inputs.host_batch(batch, geno.input_mode)
-      params, opt_state, _ = step_fn(params, opt_state, sharding.shard_batch(batch, mesh),
-                                     jax.random.fold_in(dropout_key, step))
-      step += 1
-    epoch += 1
-  return params
+  schedule = loop.Schedule(total_steps=steps,
+                           steps_per_epoch=batching.steps_per_epoch(train, cfg.batch_size),
+                           batch_size=cfg.batch_size, eval_every_steps=0,
+                           checkpoint_every_steps=steps)
+
+  def train_step(state, batch, step):
+    batch = inputs.host_batch(batch, geno.input_mode)
+    params, opt_state, terms = step_fn(state["params"], state["opt_state"],
+                                       sharding.shard_batch(batch, mesh),
+                                       jax.random.fold_in(dropout_key, step))
+    return {"params": params, "opt_state": opt_state}, terms
+
+  return loop.run({"params": params, "opt_state": tx.init(params)}, 0, schedule,
+                  bar=loop.progress_bar(schedule, f"{geno.depth}-cell proxy", 0, None),
+                  ring=None, train_step=train_step, on_eval=lambda *_: None,
+                  batches=lambda epoch, in_epoch: batching.epoch_batches(
+                      train, cfg.batch_size, data_key, epoch, config.data.max_len,
+                      bucket=cfg.bucket_lengths, start_step=in_epoch))["params"]
 
 
 def train_student(config: ml_collections.ConfigDict, task: Task, geno: Genotype,

@@ -47,8 +47,9 @@ Hook = Callable[[int, int, Any, Any], None]
 
 
 def progress_bar(schedule: Schedule, name: str, step: int,
-                 ring: checkpoints.CheckpointRing):
-  """The run's bar, counting examples; says where a resumed run starts."""
+                 ring: checkpoints.CheckpointRing | None):
+  """The run's bar, counting examples; says where a resumed run (step > 0, from `ring`)
+  starts."""
   bar = progress.progress(schedule.total_steps * schedule.batch_size, name)
   bar.update(step * schedule.batch_size)
   if step:
@@ -57,12 +58,12 @@ def progress_bar(schedule: Schedule, name: str, step: int,
 
 
 def run(state: Any, step: int, schedule: Schedule, *, bar, batches: Batches,
-        train_step: TrainStep, ring: checkpoints.CheckpointRing, on_step: Hook | None = None,
-        on_eval: Hook) -> Any:
+        train_step: TrainStep, ring: checkpoints.CheckpointRing | None,
+        on_step: Hook | None = None, on_eval: Hook) -> Any:
   """Trains from `step` (0, or where `ring` resumed) to the schedule's end and returns the
   state; closes `bar` (progress_bar) and `ring`. `on_step` runs after every step (checks,
   progress), before anything is saved; `on_eval` at the evaluation points, before the
-  state they end is saved."""
+  state they end is saved. ring=None saves nothing (a short run with nothing to resume)."""
   while step < schedule.total_steps:
     epoch, in_epoch = divmod(step, schedule.steps_per_epoch)
     for batch in batches(epoch, in_epoch):
@@ -73,13 +74,13 @@ def run(state: Any, step: int, schedule: Schedule, *, bar, batches: Batches,
         on_step(step, epoch, state, metrics)
       if schedule.evaluates_at(step):
         on_eval(step, epoch, state, metrics)
-        ring.save(step, state)
-      elif step % schedule.checkpoint_every_steps == 0:
+      if ring is not None and schedule.saves_at(step):
         ring.save(step, state)
       if step >= schedule.total_steps:
         break
   bar.close()
-  ring.close()
+  if ring is not None:
+    ring.close()
   return state
 
 
