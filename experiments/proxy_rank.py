@@ -17,17 +17,14 @@ The dev column is each model's recorded dev score after its full training, for c
 
 import time
 
-import jax
 import numpy as np
 from absl import flags
 
 from adabert_jax import cli
 from adabert_jax.data import batching, pipeline as data_pipeline
 from adabert_jax.errors import UserError
-from adabert_jax.nas import genotype as genotype_lib, losses, search
+from adabert_jax.nas import genotype as genotype_lib, search
 from adabert_jax.pipeline import stages
-from adabert_jax.student import model, train as student_train
-from adabert_jax.train import sharding
 
 flags.DEFINE_list("models", "student,random_arch,plain_cnn",
                   "Trained models whose cells to train briefly (a student folder of "
@@ -37,14 +34,6 @@ flags.DEFINE_integer("proxy_steps", 500, "Training batches per cell (student.bat
 flags.DEFINE_integer("min_tokens", 0, "Also score the held-out examples of at least this "
                      "many tokens on their own (0 = no).")
 _CONFIG = cli.define_config_flag(cli.default_config("paper"))
-
-
-def heldout_scores(params, geno, held, emb_tables, batch_size: int) -> dict:
-  """Cross-entropy against the labels and accuracy (%) of a student on `held`."""
-  logits_NC = student_train.predict_logits(params, geno, held, emb_tables, batch_size,
-                                           sharding.make_mesh(1))
-  return {"ce": float(losses.cross_entropy(logits_NC, held["label"]).mean()),
-          "accuracy": 100.0 * float(np.mean(logits_NC.argmax(-1) == held["label"]))}
 
 
 def main(argv):
@@ -60,7 +49,6 @@ def main(argv):
   if not len(held["label"]):
     raise UserError("proxy_rank.py scores the search's held-out examples, and this config "
                     "keeps none: pass the search's --config.search.holdout (> 0).")
-  supernet_cfg = search.setup_from_config(config.search, task.is_pair).supernet
   emb_tables = knowledge["emb_tables"]
   print(f"{task.name}: each cell trained from scratch for {flags.FLAGS.proxy_steps} batches "
         f"of {config.student.batch_size} from the search's {len(train['label'])} training "
@@ -77,14 +65,11 @@ def main(argv):
   for spec in flags.FLAGS.models:
     geno, result = stages.trained_cell(spec, workdir, "--models")
     start = time.time()
-    params = model.init_student(jax.random.key(config.seed + 11), geno, supernet_cfg.hidden,
-                                emb_tables["word"].shape[1], task.num_classes,
-                                exact_match=supernet_cfg.exact_match)
-    params = student_train.train_briefly(config, geno, params, train, emb_tables,
-                                         flags.FLAGS.proxy_steps, jax.random.key(config.seed))
-    scores = heldout_scores(params, geno, held, emb_tables, config.student.batch_size)
-    long = (heldout_scores(params, geno, long_held, emb_tables, config.student.batch_size)
-            if min_tokens else None)
+    params = stages.proxy_trained(config, task, geno, train, emb_tables,
+                                  flags.FLAGS.proxy_steps)
+    scores = stages.heldout_scores(params, geno, held, emb_tables, config.student.batch_size)
+    long = (stages.heldout_scores(params, geno, long_held, emb_tables,
+                                  config.student.batch_size) if min_tokens else None)
     print(f"| {spec} | {geno.depth} | {genotype_lib.ops_summary(geno)} | {scores['ce']:.4f} | "
           f"{scores['accuracy']:.2f} |"
           + (f" {long['ce']:.4f}, {long['accuracy']:.2f} |" if long else "")

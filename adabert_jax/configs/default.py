@@ -155,6 +155,10 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
   #             search.holdout examples under each candidate architecture, plus
   #             derive.beta * L_E; the candidates are every single op on all edges at every
   #             depth and the alpha genotype, then edge-by-edge and depth changes to the best.
+  #   proxy:    the measured rule's choice and derive.proxy_candidates random cells of its
+  #             depth (never a baseline's), each trained on its own from scratch for
+  #             derive.proxy_steps student batches of the search's training examples; the
+  #             lowest cross-entropy on the search.holdout examples wins.
   c.derive = ml_collections.ConfigDict()
   c.derive.method = "alpha"
   c.derive.beta = 4.0  # the efficiency weight of the measured rule (the paper's beta)
@@ -172,6 +176,8 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
   # at 1 - signal_level / N (Bonferroni).
   c.derive.signal_level = 0.05
   c.derive.batch_size = 256
+  c.derive.proxy_candidates = 5  # random cells trained beside the measured choice (proxy)
+  c.derive.proxy_steps = 5000  # training batches per candidate (proxy)
 
   # The paper's data augmentation (TinyBERT's word substitution), offline: each word
   # replaced with probability replace_prob by one of its nearest neighbours in the teacher's

@@ -14,15 +14,26 @@ Two rules (config.derive.method):
             trades statistical ties for speed: of the measured candidates whose J exceeds
             the best's by at most tie_se paired standard errors (the per-example loss
             differences on the same held-out examples), the one with the lowest L_E wins.
+  proxy     the measured rule's choice and derive.proxy_candidates random cells of its depth
+            (never a baseline's cell: the student is then never a baseline), each trained
+            on its own from scratch for derive.proxy_steps batches of the search's training
+            examples with the student's loss and optimiser, then scored on the held-out
+            examples; the lowest held-out cross-entropy against the labels wins. Each
+            candidate's record is kept in derive/proxy/, so a killed derive resumes.
 
 Why "measured" exists: on a CPU-length search the first-order straight-through gradient to
 alpha drifts to parameter-free ops even with beta = 0, while the supernet's weights, scored
 under fixed architectures, rank convolutions first (docs/search-on-cpu.md). Scoring the
 candidates directly replaces the biased gradient with the quantity it estimates, much as
 DARTS-PT (Wang et al., 2021) selects ops by their measured effect on the supernet.
+Why "proxy" exists: on SST-2 the supernet's held-out loss ranks four trained cells in the
+reverse order of their dev scores (its convolutions are trained in a fraction of its steps),
+while 5,000 batches of training on their own rank them in the right one
+(docs/search-on-cpu.md); DARTS likewise picks its final cell by short standalone training.
 
 Writes <workdir>/derive/: genotype.json, cell.png, result.json (the rule, the genotype, and
-for "measured" every evaluated candidate with its held-out loss, accuracy and L_E).
+for "measured" and "proxy" every evaluated candidate with its held-out loss, accuracy and
+L_E; for "proxy" each trained candidate's held-out cross-entropy and accuracy).
 """
 
 from __future__ import annotations
@@ -48,7 +59,8 @@ from adabert_jax.nas import costs, genotype as genotype_lib, inputs, losses, ops
 from adabert_jax.nas.supernet import NUM_INPUT_NODES
 from adabert_jax.train import sharding
 
-METHODS = ("alpha", "measured")
+METHODS = ("alpha", "measured", "proxy")
+PROXY_SEED_OFFSET = 1000  # the proxy's random cells: random_genotype(seed + 1000 + i)
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -56,24 +68,40 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   cfg = config.derive
   if cfg.method not in METHODS:
     raise UserError(f"--config.derive.method={cfg.method!r}: use {' or '.join(METHODS)}.")
-  if cfg.method == "measured":
+  if cfg.method in ("measured", "proxy"):
     if config.search.holdout <= 0:
-      raise UserError("--config.derive.method=measured scores architectures on training "
+      raise UserError(f"--config.derive.method={cfg.method} scores architectures on training "
                       "examples kept out of the search: set --config.search.holdout (e.g. "
                       "2000; the search then reruns), or use --config.derive.method=alpha.")
+  if cfg.method == "proxy":
+    if cfg.proxy_steps < 1:
+      raise UserError(f"--config.derive.proxy_steps={cfg.proxy_steps}: the proxy trains each "
+                      "candidate for this many batches; use at least 1 (e.g. 5000).")
+    if cfg.proxy_candidates < 0:
+      raise UserError(f"--config.derive.proxy_candidates={cfg.proxy_candidates}: the number "
+                      "of random cells to try beside the measured choice; use 0 or more.")
 
 
 def derive_fingerprint(config: ml_collections.ConfigDict, search_result: dict) -> dict:
   # The other derive fields do not change an alpha genotype; tie_se = 0 (off) is left out so
   # measured derives made before it existed are still reused.
-  fields = (config.derive.to_dict() if config.derive.method == "measured"
+  from adabert_jax.train import checkpoints
+
+  fields = (config.derive.to_dict() if config.derive.method in ("measured", "proxy")
             else {"method": config.derive.method})
+  if config.derive.method != "proxy":  # the proxy fields change only a proxy derive
+    fields.pop("proxy_steps", None)
+    fields.pop("proxy_candidates", None)
   if not fields.get("tie_se", 1):
     del fields["tie_se"]
   if fields.get("no_signal") == "one_se":  # likewise, derives made before it existed
     del fields["no_signal"]
     fields.pop("signal_level", None)  # the test only matters to the plain_cnn fallback
-  return {"derive": fields, "search": search_result["fingerprint"]}
+  fingerprint = {"derive": fields, "search": search_result["fingerprint"]}
+  if config.derive.method == "proxy":  # the proxy trains students, with this seed
+    fingerprint.update(seed=config.seed, student=checkpoints.without_operational_keys(
+        config.student.to_dict()))
+  return fingerprint
 
 
 # Candidate architectures.
@@ -288,11 +316,65 @@ def measured_derive(config: ml_collections.ConfigDict, params, emb_tables,
   return chosen, best, sorted(evaluated.values(), key=lambda r: r["objective"]), signal
 
 
+# Training the candidates on their own.
+
+
+def same_cell(a: genotype_lib.Genotype, b: genotype_lib.Genotype) -> bool:
+  return a.depth == b.depth and sorted(a.ops) == sorted(b.ops)
+
+
+def proxy_candidates(first: genotype_lib.Genotype, count: int, seed: int,
+                     exclude: list[genotype_lib.Genotype]) -> list[genotype_lib.Genotype]:
+  """`first`, then `count` random cells of its depth (random_genotype with seeds seed,
+  seed + 1, ...), no two alike and none like a cell of `exclude`. Fewer when the space at
+  this shape has no more (after 100 draws per cell asked for)."""
+  chosen = [first]
+  for draw in range(100 * count):
+    if len(chosen) == count + 1:
+      break
+    geno = genotype_lib.random_genotype(seed + draw, first.depth, first.k_max,
+                                        first.num_nodes, first.input_mode)
+    if not any(same_cell(geno, other) for other in chosen + exclude):
+      chosen.append(geno)
+  return chosen
+
+
+def proxy_derive(candidates: list[genotype_lib.Genotype],
+                 score: Callable[[genotype_lib.Genotype], dict], cache_dir: str,
+                 log: Callable[[str], None] = print
+                 ) -> tuple[genotype_lib.Genotype, list[dict]]:
+  """(the candidate of lowest held-out cross-entropy, every candidate's record in order).
+  score(geno) -> {"ce", "accuracy"} trains and scores one; each record is saved to
+  cache_dir/<i>.json as it is made and reused from there by a resumed derive."""
+  os.makedirs(cache_dir, exist_ok=True)
+  records = []
+  for index, geno in enumerate(candidates):
+    path = os.path.join(cache_dir, f"{index}.json")
+    cached = io_utils.load_json(path) if os.path.isfile(path) else None
+    if cached is not None and cached["genotype"] == json.loads(geno.to_json()):
+      record = cached
+    else:
+      start = time.time()
+      record = {"genotype": json.loads(geno.to_json()), **score(geno),
+                "seconds": round(time.time() - start, 1)}
+      io_utils.save_json_atomic(path, record)
+    records.append(record)
+    log(f"proxy {index + 1}/{len(candidates)}: K={geno.depth}, "
+        f"{genotype_lib.ops_summary(geno)}: held-out CE {record['ce']:.4f}, accuracy "
+        f"{record['accuracy']:.2f} ({record['seconds']:.0f} s)")
+  best = min(range(len(records)), key=lambda i: records[i]["ce"])
+  return candidates[best], records
+
+
 def run_derive(config: ml_collections.ConfigDict, task: Task,
                splits: dict[str, dict[str, np.ndarray]], knowledge: dict[str, dict],
                emb_tables: dict[str, np.ndarray], workdir: str, setup,
-               log: Callable[[str], None] = print) -> dict:
-  """Derives the genotype by config.derive.method; returns result.json's content."""
+               log: Callable[[str], None] = print,
+               proxy_score: Callable[[genotype_lib.Genotype, dict, dict], dict] | None = None
+               ) -> dict:
+  """Derives the genotype by config.derive.method; returns result.json's content.
+  proxy_score(geno, train, held) -> {"ce", "accuracy"} (method "proxy" only) trains the
+  cell on its own on `train` and scores it on `held` (stages.ensure_derive gives it)."""
   from adabert_jax.nas import search
   from adabert_jax.train import checkpoints
 
@@ -305,10 +387,10 @@ def run_derive(config: ml_collections.ConfigDict, task: Task,
   result: dict[str, Any] = {"method": config.derive.method,
                             "alpha_genotype": json.loads(alpha_genotype.to_json())}
   geno = alpha_genotype
-  if config.derive.method == "measured":
+  if config.derive.method in ("measured", "proxy"):
     params = checkpoints.restore_pytree(os.path.join(artefacts.search_dir(workdir),
                                                      artefacts.FINAL_PARAMS))
-    _, held = search.search_and_holdout(config, splits, knowledge)
+    train, held = search.search_and_holdout(config, splits, knowledge)
     emb = {k: jnp.asarray(v) for k, v in emb_tables.items()}
     geno, best, evaluated, signal = measured_derive(config, params, emb, held,
                                                     alpha_genotype, setup, log)
@@ -320,6 +402,19 @@ def run_derive(config: ml_collections.ConfigDict, task: Task,
                                                  if "paired_se" in chosen else ())},
                   best_objective_genotype=json.loads(best.to_json()),
                   signal=signal, evaluated=evaluated)
+  if config.derive.method == "proxy":
+    if proxy_score is None:
+      raise ValueError("derive.method=proxy needs proxy_score (stages.ensure_derive)")
+    result["measured_genotype"] = json.loads(geno.to_json())
+    exclude = list(genotype_lib.baseline_genotypes(geno, config.seed).values())
+    candidates = proxy_candidates(geno, config.derive.proxy_candidates,
+                                  config.seed + PROXY_SEED_OFFSET, exclude)
+    log(f"proxy: {len(candidates)} cells of depth {geno.depth} (the measured choice first), "
+        f"each trained on its own for {config.derive.proxy_steps} batches")
+    geno, result["proxy"] = proxy_derive(candidates,
+                                         lambda g: proxy_score(g, train, held),
+                                         os.path.join(out_dir, "proxy"), log)
+    log(f"proxy: lowest held-out CE: K={geno.depth}, {genotype_lib.ops_summary(geno)}")
   geno.save(os.path.join(out_dir, artefacts.GENOTYPE_FILE))
   plots.plot_cell(geno.ops, geno.num_nodes, geno.depth, os.path.join(out_dir, "cell.png"),
                   title=f"{task.name}: derived cell ({config.derive.method}), K = {geno.depth}")

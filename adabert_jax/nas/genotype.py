@@ -213,6 +213,18 @@ def plain_cnn_genotype(depth: int, k_max: int, num_nodes: int, op: str = "conv3"
                   input_mode=input_mode)
 
 
+RANDOM_ARCH_SEED_OFFSET = 1  # the random_arch baseline's cell is random_genotype(seed + 1)
+
+
+def baseline_genotypes(searched: Genotype, seed: int) -> dict[str, Genotype]:
+  """The cells the searched one is compared against, at its depth: random_arch (a random
+  cell) and plain_cnn (a chain of conv3)."""
+  shape = dict(depth=searched.depth, k_max=searched.k_max, num_nodes=searched.num_nodes,
+               input_mode=searched.input_mode)
+  return {"random_arch": random_genotype(seed + RANDOM_ARCH_SEED_OFFSET, **shape),
+          "plain_cnn": plain_cnn_genotype(**shape)}
+
+
 PLAIN_CNN_PREFIX = "plain_cnn:"
 
 

@@ -19,7 +19,7 @@ from adabert_jax import artefacts, io_utils
 from adabert_jax.data import batching, pipeline as data_pipeline
 from adabert_jax.errors import UserError
 from adabert_jax.eval import benchmark, compare
-from adabert_jax.nas import derive, genotype as genotype_lib, search
+from adabert_jax.nas import derive, genotype as genotype_lib, losses, search
 from adabert_jax.pipeline import runner
 from adabert_jax.student import export, model, onnx_export, train as student_train
 from adabert_jax.teacher import finetune, probes
@@ -134,15 +134,47 @@ def ensure_search(config, task, splits, knowledge, workdir, teacher_result,
                           fingerprint, overwrite, run)
 
 
+def scratch_params(config, task, geno, emb_tables) -> dict:
+  """A student of `geno` with freshly initialised weights (seed + 11)."""
+  supernet_cfg = search.setup_from_config(config.search, task.is_pair).supernet
+  return model.init_student(jax.random.key(config.seed + 11), geno, supernet_cfg.hidden,
+                            emb_tables["word"].shape[1], task.num_classes,
+                            exact_match=supernet_cfg.exact_match)
+
+
+def heldout_scores(params, geno, held, emb_tables, batch_size: int) -> dict:
+  """Cross-entropy against the labels ("ce") and accuracy (%) of a student on `held`."""
+  logits_NC = student_train.predict_logits(params, geno, held, emb_tables, batch_size,
+                                           sharding.make_mesh(1))
+  return {"ce": float(losses.cross_entropy(logits_NC, held["label"]).mean()),
+          "accuracy": 100.0 * float(np.mean(logits_NC.argmax(-1) == held["label"]))}
+
+
+def proxy_trained(config, task, geno, train, emb_tables, steps: int) -> dict:
+  """The student of `geno` trained from scratch for `steps` batches of `train` alone (the
+  derive's proxy rule, experiments/proxy_rank.py)."""
+  return student_train.train_briefly(config, geno, scratch_params(config, task, geno,
+                                                                  emb_tables),
+                                     train, emb_tables, steps, jax.random.key(config.seed))
+
+
 def ensure_derive(config, task, splits, knowledge, workdir, search_result,
                   overwrite=False) -> dict:
   """The discrete architecture of a finished search, by config.derive.method."""
   derive.check_config(config)
   setup = search.setup_from_config(config.search, task.is_pair)
+
+  def proxy_score(geno, train, held):
+    params = proxy_trained(config, task, geno, train, knowledge["emb_tables"],
+                           config.derive.proxy_steps)
+    return heldout_scores(params, geno, held, knowledge["emb_tables"],
+                          config.student.batch_size)
+
   return runner.run_stage("derive", artefacts.derive_dir(workdir), artefacts.RESULT_FILE,
                    derive.derive_fingerprint(config, search_result), overwrite,
                    lambda: derive.run_derive(config, task, splits, knowledge["knowledge"],
-                                             knowledge["emb_tables"], workdir, setup))
+                                             knowledge["emb_tables"], workdir, setup,
+                                             proxy_score=proxy_score))
 
 
 def searched_genotype(workdir):
@@ -190,9 +222,7 @@ def ensure_student(config, task, splits, knowledge, workdir, search_fingerprint,
     if init == "inherit":
       params = model.from_supernet(searched_params(workdir), geno, supernet_cfg)
     else:
-      params = model.init_student(jax.random.key(config.seed + 11), geno, supernet_cfg.hidden,
-                                  knowledge["emb_tables"]["word"].shape[1], task.num_classes,
-                                  exact_match=supernet_cfg.exact_match)
+      params = scratch_params(config, task, geno, knowledge["emb_tables"])
     train = batching.fixed_subset(
         search.with_knowledge(splits["train"], knowledge["knowledge"]["train"]),
         config.student.train_subset, config.seed)
@@ -224,11 +254,8 @@ def ensure_baselines(config, task, splits, knowledge, workdir, search_fingerprin
   (plain_cnn); `names` picks some of them, trained in the order given."""
   check_baselines(names)
   searched = searched_genotype(workdir)
-  shape = dict(depth=searched.depth, k_max=searched.k_max, num_nodes=searched.num_nodes,
-               input_mode=searched.input_mode)
   genotypes = {"student_scratch": searched,
-               "random_arch": genotype_lib.random_genotype(config.seed + 1, **shape),
-               "plain_cnn": genotype_lib.plain_cnn_genotype(**shape)}
+               **genotype_lib.baseline_genotypes(searched, config.seed)}
   return {name: ensure_student(config, task, splits, knowledge, workdir, search_fingerprint,
                                geno=genotypes[name], name=name, init="scratch",
                                augmented=augmented, overwrite=overwrite)

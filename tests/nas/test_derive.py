@@ -236,3 +236,70 @@ def test_measured_derive_without_holdout_fails_fast():
   config.derive.method = "best"
   with pytest.raises(UserError, match="derive.method"):
     derive.check_config(config)
+
+
+def test_proxy_config_fails_fast_on_steps_candidates_and_holdout():
+  config = load_config("paper")
+  config.derive.method = "proxy"
+  with pytest.raises(UserError, match="search.holdout"):
+    derive.check_config(config)
+  config.search.holdout = 100
+  derive.check_config(config)
+  config.derive.proxy_steps = 0
+  with pytest.raises(UserError, match="derive.proxy_steps=0"):
+    derive.check_config(config)
+  config.derive.proxy_steps, config.derive.proxy_candidates = 10, -1
+  with pytest.raises(UserError, match="derive.proxy_candidates=-1"):
+    derive.check_config(config)
+
+
+def test_proxy_fields_change_only_a_proxy_derives_fingerprint():
+  config = load_config("cpu")
+  search_result = {"fingerprint": {"x": 1}}
+  measured = derive.derive_fingerprint(config, search_result)
+  assert "proxy_steps" not in json.dumps(measured)  # measured derives made before stay valid
+  config.derive.proxy_steps += 1
+  assert derive.derive_fingerprint(config, search_result) == measured
+  config.derive.method = "proxy"
+  proxy = derive.derive_fingerprint(config, search_result)
+  config.student.learning_rate *= 2  # the proxy trains students: their config counts
+  assert derive.derive_fingerprint(config, search_result) != proxy
+  assert proxy["derive"]["proxy_steps"] == config.derive.proxy_steps
+
+
+def test_proxy_candidates_start_with_the_measured_choice_and_skip_the_baselines():
+  first = genotype.plain_cnn_genotype(2, CFG.k_max, CFG.num_nodes, op="max_pool3")
+  baselines = genotype.baseline_genotypes(first, seed=0)
+  # The baseline's own random cell is among the draws (seed 1) and must be skipped.
+  candidates = derive.proxy_candidates(first, 4, seed=1, exclude=list(baselines.values()))
+  assert candidates[0] == first and len(candidates) == 5
+  assert all(g.depth == 2 for g in candidates)
+  keys = {json.dumps(sorted(g.ops)) for g in candidates}
+  assert len(keys) == 5
+  assert not any(derive.same_cell(g, b) for g in candidates for b in baselines.values())
+  assert derive.proxy_candidates(first, 0, seed=1, exclude=[]) == [first]
+
+
+def test_proxy_derive_takes_the_lowest_ce_and_resumes_from_its_records(tmp_path):
+  candidates = [genotype.random_genotype(seed, 2, CFG.k_max, CFG.num_nodes)
+                for seed in range(3)]
+  ces = {candidates[0]: 0.5, candidates[1]: 0.3, candidates[2]: 0.4}
+  trained = []
+
+  def score(geno):
+    trained.append(geno)
+    return {"ce": ces[geno], "accuracy": 50.0}
+
+  chosen, records = derive.proxy_derive(candidates, score, str(tmp_path), log=lambda _: None)
+  assert chosen == candidates[1] and trained == candidates
+  assert [r["ce"] for r in records] == [0.5, 0.3, 0.4]
+  # A resumed derive trains nothing it has a record of, and reads the records it has.
+  record = json.loads((tmp_path / "2.json").read_text())
+  (tmp_path / "2.json").write_text(json.dumps({**record, "ce": 0.1}))
+  (tmp_path / "0.json").unlink()
+  trained.clear()
+  chosen, _ = derive.proxy_derive(candidates, score, str(tmp_path), log=lambda _: None)
+  assert trained == [candidates[0]] and chosen == candidates[2]
+  # A record of another cell at that index is not reused.
+  chosen, _ = derive.proxy_derive(candidates[1:], score, str(tmp_path), log=lambda _: None)
+  assert trained == [candidates[0], candidates[1], candidates[2]]

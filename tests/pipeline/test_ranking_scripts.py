@@ -46,3 +46,32 @@ def test_proxy_rank_trains_each_cell_and_scores_the_long_examples_apart(tiny_run
   for name in ("student", "random_arch"):
     [row] = _table_rows(out, name)
     assert len(row.strip("|").split(" | ")) == 8  # with the long examples' column
+
+
+def test_proxy_derive_trains_the_candidates_and_its_student_uses_the_lowest_ce(tiny_run,
+                                                                                 tmp_path):
+  """derive.method=proxy on the tiny run's finished search, as a user runs it: every
+  candidate is trained and recorded, the derived cell is the lowest held-out CE among them,
+  and the student stage trains that cell."""
+  import json
+  import shutil
+
+  run = tmp_path / "run"
+  run.mkdir()
+  for stage in ("teacher", "knowledge", "augment", "search"):
+    shutil.copytree(tiny_run.dir / stage, run / stage)
+  args = [a for a in tiny_run.args if not a.startswith(("--workdir", "--baselines"))]
+  done = subprocess.run(args + [f"--workdir={run}", "--config.derive.method=proxy",
+                                "--config.derive.proxy_steps=2",
+                                "--config.derive.proxy_candidates=2", "--stop_after=student"],
+                        capture_output=True, text=True, env=tiny_run.env, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  result = json.loads((run / "derive" / "result.json").read_text())
+  assert result["method"] == "proxy" and len(result["proxy"]) == 3
+  assert result["proxy"][0]["genotype"] == result["measured_genotype"]
+  lowest = min(result["proxy"], key=lambda r: r["ce"])
+  assert result["genotype"] == lowest["genotype"]
+  student = json.loads((run / "student" / "result.json").read_text())
+  assert student["genotype"] == lowest["genotype"]
+  assert sorted((run / "derive" / "proxy").iterdir()) == [
+      run / "derive" / "proxy" / f"{i}.json" for i in range(3)]
