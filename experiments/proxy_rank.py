@@ -17,11 +17,10 @@ The dev column is each model's recorded dev score after its full training, for c
 
 import time
 
-import numpy as np
 from absl import flags
 
 from adabert_jax import cli
-from adabert_jax.data import batching, pipeline as data_pipeline
+from adabert_jax.data import pipeline as data_pipeline
 from adabert_jax.errors import UserError
 from adabert_jax.nas import genotype as genotype_lib, search
 from adabert_jax.pipeline import stages
@@ -54,9 +53,7 @@ def main(argv):
         f"of {config.student.batch_size} from the search's {len(train['label'])} training "
         f"examples, scored on its {len(held['label'])} held-out ones")
   min_tokens = flags.FLAGS.min_tokens
-  long_held = batching.take(held, np.flatnonzero(held["attention_mask"].sum(1) >= min_tokens))
-  if min_tokens and not len(long_held["label"]):
-    raise UserError(f"--min_tokens={min_tokens}: no held-out example is that long.")
+  long_held = stages.long_examples(held, min_tokens) if min_tokens else None
   long_columns = (f" CE, acc on the {len(long_held['label'])} of >= {min_tokens} tokens |"
                   if min_tokens else "")
   print("| model | K | ops | held-out CE | held-out acc |" + long_columns

@@ -215,9 +215,7 @@ def main(argv):
   if flags.FLAGS.genotypes:
     min_tokens = flags.FLAGS.min_tokens
     if min_tokens:
-      held = batching.take(held, np.flatnonzero(held["attention_mask"].sum(1) >= min_tokens))
-      if not len(held["label"]):
-        raise UserError(f"--min_tokens={min_tokens}: no held-out example is that long.")
+      held = stages.long_examples(held, min_tokens)
     rows = score_trained_cells(flags.FLAGS.genotypes, workdir, config, params, emb, held,
                                setup, with_rank=not min_tokens)
     print(f"trained models' cells in the supernet of {workdir} ({len(held['label'])} "

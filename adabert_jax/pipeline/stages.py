@@ -150,6 +150,14 @@ def heldout_scores(params, geno, held, emb_tables, batch_size: int) -> dict:
           "accuracy": 100.0 * float(np.mean(logits_NC.argmax(-1) == held["label"]))}
 
 
+def long_examples(held: dict, min_tokens: int) -> dict:
+  """The examples of `held` with at least `min_tokens` tokens (the scripts' --min_tokens)."""
+  long = batching.take(held, np.flatnonzero(held["attention_mask"].sum(1) >= min_tokens))
+  if not len(long["label"]):
+    raise UserError(f"--min_tokens={min_tokens}: no held-out example is that long.")
+  return long
+
+
 def proxy_trained(config, task, geno, train, emb_tables, steps: int) -> dict:
   """The student of `geno` trained from scratch for `steps` batches of `train` alone (the
   derive's proxy rule, experiments/proxy_rank.py)."""
