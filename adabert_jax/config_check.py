@@ -76,6 +76,8 @@ RANGES: dict[str, tuple] = {
     "derive.beta": _AT_LEAST_0,
     "derive.passes": _AT_LEAST_0,
     "derive.tie_se": _AT_LEAST_0,
+    "derive.proxy_candidates": _AT_LEAST_0,
+    "derive.proxy_steps": _AT_LEAST_1,
     "augment.copies": _AT_LEAST_0,
     "augment.neighbours": _AT_LEAST_1,
     "augment.replace_prob": _PROBABILITY,

@@ -6,6 +6,7 @@ import jax
 import numpy as np
 import pytest
 
+from adabert_jax import config_check
 from adabert_jax.data import batching
 from adabert_jax.errors import UserError
 from adabert_jax.nas import costs, derive, genotype, losses, ops, supernet, testing
@@ -241,16 +242,17 @@ def test_measured_derive_without_holdout_fails_fast():
 def test_proxy_config_fails_fast_on_steps_candidates_and_holdout():
   config = load_config("paper")
   config.derive.method = "proxy"
-  with pytest.raises(UserError, match="search.holdout"):
+  with pytest.raises(UserError, match="derive.method=proxy scores .*search.holdout"):
     derive.check_config(config)
   config.search.holdout = 100
   derive.check_config(config)
+  config_check.check(config)
   config.derive.proxy_steps = 0
-  with pytest.raises(UserError, match="derive.proxy_steps=0"):
-    derive.check_config(config)
+  with pytest.raises(UserError, match=r"derive.proxy_steps=0: must be >= 1"):
+    config_check.check(config)
   config.derive.proxy_steps, config.derive.proxy_candidates = 10, -1
-  with pytest.raises(UserError, match="derive.proxy_candidates=-1"):
-    derive.check_config(config)
+  with pytest.raises(UserError, match=r"derive.proxy_candidates=-1: must be >= 0"):
+    config_check.check(config)
 
 
 def test_proxy_fields_change_only_a_proxy_derives_fingerprint():

@@ -27,7 +27,7 @@ def _run(*args, cwd=None):
      "flag --config.bench.repeats=abc: invalid literal for int()"),
     (["--config=experiments/configs/default.py:huge"], "Unknown preset 'huge'"),
     (["--config.derive.method=measured"], "set --config.search.holdout"),
-    (["--config.derive.method=best"], "--config.derive.method='best': use alpha or measured"),
+    (["--config.derive.method=best"], "--config.derive.method='best': use one of alpha, measured, proxy"),
     (["--baselines", "--baseline_names=random_arch,bert"],
      "--baseline_names=random_arch,bert: use some of"),
     ([], "--workdir is required"),
