@@ -188,13 +188,22 @@ def _input_mode_lines(mode: str) -> list[str]:
 
 
 def _derive_lines(derived: dict) -> list[str]:
-  from adabert_jax.nas.derive import format_candidates, format_uniform_grid
+  from adabert_jax.nas.derive import format_candidates, format_proxy, format_uniform_grid
 
-  if derived["method"] != "measured":
+  if derived["method"] == "alpha":
     return ["Derived from alpha (the paper's rule).", ""]
+  proxy_lines = []
+  if derived["method"] == "proxy":
+    proxy_lines = [
+        f"Derived by the proxy: the measured choice below and {len(derived['proxy']) - 1} "
+        "random cells of its depth, each trained on its own from scratch and scored on the "
+        "held-out examples; the lowest cross-entropy (bold) was kept:", "",
+        format_proxy(derived), ""]
+    derived = {**derived, "genotype": derived["measured_genotype"]}  # the measured rule's
   chosen = derived["chosen"]
-  return [
-      f"Derived from the supernet's measured loss on {derived['heldout_examples']:,} held-out "
+  return proxy_lines + [
+      f"{'The measured choice' if proxy_lines else 'Derived'} from the supernet's measured "
+      f"loss on {derived['heldout_examples']:,} held-out "
       f"training examples plus {derived['beta']} x L_E: held-out loss {chosen['loss']:.4f}, "
       f"accuracy {chosen['accuracy']:.2f}, L_E {chosen['efficiency']:.3f} "
       f"({len(derived['evaluated'])} architectures measured).{_tie_sentence(derived)} "

@@ -453,3 +453,15 @@ def format_candidates(result: dict, top: int = 10) -> str:
                  + ((" - |" if r["genotype"] == result["best_objective_genotype"]
                      else f" {r['paired_se']:.4f} |") if with_se else ""))
   return "\n".join(lines)
+
+
+def format_proxy(result: dict) -> str:
+  """Markdown: each candidate of a proxy derive, trained on its own, the chosen one marked."""
+  lines = ["| # | K | ops | held-out CE | held-out acc | seconds |", "|---|---|---|---|---|---|"]
+  for index, r in enumerate(result["proxy"]):
+    geno = genotype_lib.Genotype.from_json(json.dumps(r["genotype"]))
+    mark = "**" if r["genotype"] == result["genotype"] else ""
+    origin = " (measured)" if r["genotype"] == result["measured_genotype"] else ""
+    lines.append(f"| {index + 1}{origin} | {geno.depth} | {mark}{genotype_lib.ops_summary(geno)}"
+                 f"{mark} | {r['ce']:.4f} | {r['accuracy']:.2f} | {r['seconds']:.0f} |")
+  return "\n".join(lines)

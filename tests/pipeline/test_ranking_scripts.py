@@ -75,3 +75,15 @@ def test_proxy_derive_trains_the_candidates_and_its_student_uses_the_lowest_ce(t
   assert student["genotype"] == lowest["genotype"]
   assert sorted((run / "derive" / "proxy").iterdir()) == [
       run / "derive" / "proxy" / f"{i}.json" for i in range(3)]
+  # The report says how the cell was chosen: every candidate's row, the kept one in bold.
+  from adabert_jax.eval import report
+  from adabert_jax.nas import derive
+
+  text = "\n".join(report._derive_lines(result))
+  assert "Derived by the proxy" in text and "The measured choice from the supernet" in text
+  table = derive.format_proxy(result)
+  assert table in text
+  rows = table.splitlines()[2:]
+  assert len(rows) == 3 and rows[0].startswith("| 1 (measured) |")
+  [bold] = [row for row in rows if "**" in row]
+  assert f"| {lowest['ce']:.4f} |" in bold
