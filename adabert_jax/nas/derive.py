@@ -61,6 +61,7 @@ from adabert_jax.nas.supernet import NUM_INPUT_NODES
 from adabert_jax.train import sharding
 
 METHODS = ("alpha", "measured", "proxy")
+HELDOUT_METHODS = ("measured", "proxy")  # the rules that score the search.holdout examples
 PROXY_SEED_OFFSET = 1000  # the proxy's random cells: random_genotype(seed + 1000 + i)
 
 
@@ -70,7 +71,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if cfg.method not in METHODS:
     raise UserError(f"--config.derive.method={cfg.method!r}: use one of "
                     f"{', '.join(METHODS)}.")
-  if cfg.method in ("measured", "proxy"):
+  if cfg.method in HELDOUT_METHODS:
     if config.search.holdout <= 0:
       raise UserError(f"--config.derive.method={cfg.method} scores architectures on training "
                       "examples kept out of the search: set --config.search.holdout (e.g. "
@@ -82,7 +83,7 @@ def derive_fingerprint(config: ml_collections.ConfigDict, search_result: dict) -
   # measured derives made before it existed are still reused.
   from adabert_jax.train import checkpoints
 
-  fields = (config.derive.to_dict() if config.derive.method in ("measured", "proxy")
+  fields = (config.derive.to_dict() if config.derive.method in HELDOUT_METHODS
             else {"method": config.derive.method})
   if config.derive.method != "proxy":  # the proxy fields change only a proxy derive
     fields.pop("proxy_steps", None)
@@ -382,7 +383,7 @@ def run_derive(config: ml_collections.ConfigDict, task: Task,
   result: dict[str, Any] = {"method": config.derive.method,
                             "alpha_genotype": json.loads(alpha_genotype.to_json())}
   geno = alpha_genotype
-  if config.derive.method in ("measured", "proxy"):
+  if config.derive.method in HELDOUT_METHODS:
     params = checkpoints.restore_pytree(os.path.join(artefacts.search_dir(workdir),
                                                      artefacts.FINAL_PARAMS))
     train, held = search.search_and_holdout(config, splits, knowledge)
