@@ -157,8 +157,9 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
   #             depth and the alpha genotype, then edge-by-edge and depth changes to the best.
   #   proxy:    the measured rule's choice and derive.proxy_candidates random cells of its
   #             depth (never a baseline's), each trained on its own from scratch for
-  #             derive.proxy_steps student batches of the search's training examples; the
-  #             lowest cross-entropy on the search.holdout examples wins.
+  #             derive.proxy_steps student batches of the search's training examples,
+  #             then derive.proxy_rounds of local search around the best; the lowest
+  #             cross-entropy on the search.holdout examples wins.
   c.derive = ml_collections.ConfigDict()
   c.derive.method = "alpha"
   c.derive.beta = 4.0  # the efficiency weight of the measured rule (the paper's beta)
@@ -178,6 +179,11 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
   c.derive.batch_size = 256
   c.derive.proxy_candidates = 5  # random cells trained beside the measured choice (proxy)
   c.derive.proxy_steps = 5000  # training batches per candidate (proxy)
+  # > 0: after those cells, rounds of local search (proxy): each trains proxy_neighbours
+  # cells that are the best so far with one edge's op changed, stopping after a round
+  # that finds nothing better.
+  c.derive.proxy_rounds = 0
+  c.derive.proxy_neighbours = 4
 
   # The paper's data augmentation (TinyBERT's word substitution), offline: each word
   # replaced with probability replace_prob by one of its nearest neighbours in the teacher's

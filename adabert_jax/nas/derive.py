@@ -19,8 +19,11 @@ Three rules (config.derive.method):
             baseline), each trained on its own from scratch for derive.proxy_steps batches
             of the search's training examples with the student's loss and optimiser, then
             scored on the held-out examples; the lowest held-out cross-entropy against the
-            labels wins. Each candidate's record is kept in derive/proxy/, so a killed
-            derive resumes.
+            labels wins. With derive.proxy_rounds > 0, rounds of local search follow: each
+            trains derive.proxy_neighbours random one-op changes of the best cell so far,
+            until a round finds nothing lower (local search is a strong NAS baseline:
+            White et al., 2021). Each trained cell's record is kept in derive/proxy/, so a
+            killed derive resumes.
 
 Why "measured" exists: on a CPU-length search the first-order straight-through gradient to
 alpha drifts to parameter-free ops even with beta = 0, while the supernet's weights, scored
@@ -86,8 +89,11 @@ def derive_fingerprint(config: ml_collections.ConfigDict, search_result: dict) -
   fields = (config.derive.to_dict() if config.derive.method in HELDOUT_METHODS
             else {"method": config.derive.method})
   if config.derive.method != "proxy":  # the proxy fields change only a proxy derive
-    fields.pop("proxy_steps", None)
-    fields.pop("proxy_candidates", None)
+    for name in ("proxy_steps", "proxy_candidates", "proxy_rounds", "proxy_neighbours"):
+      fields.pop(name, None)
+  if not fields.get("proxy_rounds", 1):  # proxy derives made before local search existed
+    fields.pop("proxy_rounds")
+    fields.pop("proxy_neighbours", None)
   if not fields.get("tie_se", 1):
     del fields["tie_se"]
   if fields.get("no_signal") == "one_se":  # likewise, derives made before it existed
@@ -335,31 +341,73 @@ def proxy_candidates(first: genotype_lib.Genotype, count: int, seed: int,
   return chosen
 
 
+def op_changes(geno: genotype_lib.Genotype,
+               exclude: list[genotype_lib.Genotype]) -> list[genotype_lib.Genotype]:
+  """Every cell that is `geno` with one edge's op changed to another non-zero op (the same
+  edges, the same depth), none like a cell of `exclude`: a local search's neighbours."""
+  changes = []
+  for node, src, op in geno.ops:
+    for name in ops.OP_NAMES:
+      if name in ("zero", op):
+        continue
+      candidate = with_edge_op(geno, (node, src), name)
+      if not any(same_cell(candidate, other) for other in exclude + changes):
+        changes.append(candidate)
+  return changes
+
+
 def proxy_derive(candidates: list[genotype_lib.Genotype],
                  score: Callable[[genotype_lib.Genotype], dict], cache_dir: str,
-                 log: Callable[[str], None] = print
+                 log: Callable[[str], None] = print, *, rounds: int = 0,
+                 neighbours: int = 0, seed: int = 0,
+                 exclude: list[genotype_lib.Genotype] = ()
                  ) -> tuple[genotype_lib.Genotype, list[dict]]:
-  """(the candidate of lowest held-out cross-entropy, every candidate's record in order).
-  score(geno) -> {"ce", "accuracy"} trains and scores one; each record is saved to
-  cache_dir/<i>.json as it is made and reused from there by a resumed derive."""
+  """(the cell of lowest held-out cross-entropy, every trained cell's record in order).
+  score(geno) -> {"ce", "accuracy"} trains and scores one. First the `candidates`; then up
+  to `rounds` rounds of local search: `neighbours` op_changes of the best cell so far,
+  drawn at random (seed + round), none tried before or like a cell of `exclude`, stopping
+  after a round that finds nothing better. Each record is saved to cache_dir/<i>.json as
+  it is made and reused from there by a resumed derive (the draws depend only on the
+  records, so a resumed search draws the same cells)."""
   os.makedirs(cache_dir, exist_ok=True)
-  records = []
-  for index, geno in enumerate(candidates):
+  records: list[dict] = []
+  tried: list[genotype_lib.Genotype] = []
+
+  def train(geno: genotype_lib.Genotype, origin: str) -> None:
+    index = len(records)
     path = os.path.join(cache_dir, f"{index}.json")
     cached = io_utils.load_json(path) if os.path.isfile(path) else None
     if cached is not None and cached["genotype"] == json.loads(geno.to_json()):
       record = cached
     else:
       start = time.time()
-      record = {"genotype": json.loads(geno.to_json()), **score(geno),
+      record = {"genotype": json.loads(geno.to_json()), "origin": origin, **score(geno),
                 "seconds": round(time.time() - start, 1)}
       io_utils.save_json_atomic(path, record)
     records.append(record)
-    log(f"proxy {index + 1}/{len(candidates)}: K={geno.depth}, "
-        f"{genotype_lib.ops_summary(geno)}: held-out CE {record['ce']:.4f}, accuracy "
-        f"{record['accuracy']:.2f} ({record['seconds']:.0f} s)")
-  best = min(range(len(records)), key=lambda i: records[i]["ce"])
-  return candidates[best], records
+    tried.append(geno)
+    log(f"proxy {index + 1} ({origin}): K={geno.depth}, {genotype_lib.ops_summary(geno)}: "
+        f"held-out CE {record['ce']:.4f}, accuracy {record['accuracy']:.2f} "
+        f"({record['seconds']:.0f} s)")
+
+  def best_index() -> int:
+    return min(range(len(records)), key=lambda i: records[i]["ce"])
+
+  for geno in candidates:
+    train(geno, "candidate")
+  for round_index in range(rounds):
+    before = best_index()
+    pool = op_changes(tried[before], list(exclude) + tried)
+    if not pool:
+      log(f"proxy round {round_index + 1}: every op change of the best cell was tried")
+      break
+    rng = np.random.default_rng(seed + round_index)
+    for pick in rng.choice(len(pool), size=min(neighbours, len(pool)), replace=False):
+      train(pool[pick], f"round {round_index + 1}, a change of #{before + 1}")
+    if best_index() == before:
+      log(f"proxy round {round_index + 1}: no op change of #{before + 1} scored lower; stop")
+      break
+  return tried[best_index()], records
 
 
 def run_derive(config: ml_collections.ConfigDict, task: Task,
@@ -406,10 +454,13 @@ def run_derive(config: ml_collections.ConfigDict, task: Task,
     candidates = proxy_candidates(geno, config.derive.proxy_candidates,
                                   config.seed + PROXY_SEED_OFFSET, exclude)
     log(f"proxy: {len(candidates)} cells of depth {geno.depth} (the measured choice first), "
-        f"each trained on its own for {config.derive.proxy_steps} batches")
-    geno, result["proxy"] = proxy_derive(candidates,
-                                         lambda g: proxy_score(g, train, held),
-                                         os.path.join(out_dir, "proxy"), log)
+        f"then up to {config.derive.proxy_rounds} rounds of {config.derive.proxy_neighbours} "
+        f"op changes of the best, each trained on its own for "
+        f"{config.derive.proxy_steps} batches")
+    geno, result["proxy"] = proxy_derive(
+        candidates, lambda g: proxy_score(g, train, held), os.path.join(out_dir, "proxy"),
+        log, rounds=config.derive.proxy_rounds, neighbours=config.derive.proxy_neighbours,
+        seed=config.seed + PROXY_SEED_OFFSET, exclude=exclude)
     log(f"proxy: lowest held-out CE: K={geno.depth}, {genotype_lib.ops_summary(geno)}")
   geno.save(os.path.join(out_dir, artefacts.GENOTYPE_FILE))
   plots.plot_cell(geno.ops, geno.num_nodes, geno.depth, os.path.join(out_dir, "cell.png"),
@@ -462,7 +513,8 @@ def format_proxy(result: dict) -> str:
   for index, r in enumerate(result["proxy"]):
     geno = genotype_lib.Genotype.from_json(json.dumps(r["genotype"]))
     mark = "**" if r["genotype"] == result["genotype"] else ""
-    origin = " (measured)" if r["genotype"] == result["measured_genotype"] else ""
+    origin = (" (measured)" if r["genotype"] == result["measured_genotype"]
+              else f" ({r['origin']})" if r.get("origin", "candidate") != "candidate" else "")
     lines.append(f"| {index + 1}{origin} | {geno.depth} | {mark}{genotype_lib.ops_summary(geno)}"
                  f"{mark} | {r['ce']:.4f} | {r['accuracy']:.2f} | {r['seconds']:.0f} |")
   return "\n".join(lines)

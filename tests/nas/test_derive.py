@@ -253,6 +253,12 @@ def test_proxy_config_fails_fast_on_steps_candidates_and_holdout():
   config.derive.proxy_steps, config.derive.proxy_candidates = 10, -1
   with pytest.raises(UserError, match=r"derive.proxy_candidates=-1: must be >= 0"):
     config_check.check(config)
+  config.derive.proxy_candidates, config.derive.proxy_rounds = 5, -1
+  with pytest.raises(UserError, match=r"derive.proxy_rounds=-1: must be >= 0"):
+    config_check.check(config)
+  config.derive.proxy_rounds, config.derive.proxy_neighbours = 2, 0
+  with pytest.raises(UserError, match=r"derive.proxy_neighbours=0: must be >= 1"):
+    config_check.check(config)
 
 
 def test_proxy_fields_change_only_a_proxy_derives_fingerprint():
@@ -267,6 +273,16 @@ def test_proxy_fields_change_only_a_proxy_derives_fingerprint():
   config.student.learning_rate *= 2  # the proxy trains students: their config counts
   assert derive.derive_fingerprint(config, search_result) != proxy
   assert proxy["derive"]["proxy_steps"] == config.derive.proxy_steps
+  # Without local search the fingerprint is the one proxy derives had before it existed.
+  assert "proxy_rounds" not in proxy["derive"] and "proxy_neighbours" not in proxy["derive"]
+  config.derive.proxy_neighbours += 1
+  assert derive.derive_fingerprint(config, search_result) == derive.derive_fingerprint(
+      config, search_result)
+  without_rounds = derive.derive_fingerprint(config, search_result)
+  config.derive.proxy_rounds = 2
+  with_rounds = derive.derive_fingerprint(config, search_result)
+  assert with_rounds != without_rounds
+  assert with_rounds["derive"]["proxy_neighbours"] == config.derive.proxy_neighbours
 
 
 def test_proxy_candidates_start_with_the_measured_choice_and_skip_the_baselines():
@@ -305,3 +321,65 @@ def test_proxy_derive_takes_the_lowest_ce_and_resumes_from_its_records(tmp_path)
   # A record of another cell at that index is not reused.
   chosen, _ = derive.proxy_derive(candidates[1:], score, str(tmp_path), log=lambda _: None)
   assert trained == [candidates[0], candidates[1], candidates[2]]
+
+
+def test_op_changes_change_one_edges_op_and_skip_the_excluded_cells():
+  geno = genotype.random_genotype(3, 2, CFG.k_max, CFG.num_nodes)
+  changes = derive.op_changes(geno, exclude=[])
+  non_zero = [n for n in ops.OP_NAMES if n != "zero"]
+  # Each edge can take each of the other non-zero ops (two ops on the edges of one node
+  # swapped can give one cell twice: those count once).
+  assert len(changes) <= len(geno.ops) * (len(non_zero) - 1)
+  assert len({json.dumps(sorted(g.ops)) for g in changes}) == len(changes)
+  for change in changes:
+    assert change.depth == geno.depth
+    assert [op[:2] for op in change.ops] == [op[:2] for op in geno.ops]  # the same edges
+    assert sum(a[2] != b[2] for a, b in zip(change.ops, geno.ops)) == 1
+    assert all(op[2] != "zero" for op in change.ops)
+  excluded = derive.op_changes(geno, exclude=changes[:3] + [geno])
+  assert excluded == changes[3:]
+
+
+def test_proxy_local_search_moves_to_lower_ce_stops_and_resumes_the_same_draws(tmp_path):
+  # CE falls with each edge that is not max_pool3, from an all-max_pool3 start: every op
+  # change in round 1 is lower, and in round 2 at most 7 of the 23 untried changes are not,
+  # so 8 draws must find a lower one. The search has to move twice.
+  start = genotype.plain_cnn_genotype(2, CFG.k_max, CFG.num_nodes, op="max_pool3")
+  trained = []
+
+  def pooled_edges(geno):
+    return sum(op == "max_pool3" for _, _, op in geno.ops)
+
+  def score(geno):
+    trained.append(geno)
+    return {"ce": 0.1 * pooled_edges(geno), "accuracy": 50.0}
+
+  def run(rounds, neighbours=8):
+    return derive.proxy_derive([start], score, str(tmp_path), log=lambda _: None,
+                               rounds=rounds, neighbours=neighbours, seed=3)
+
+  chosen, records = run(rounds=0)
+  assert chosen == start and len(records) == 1 and trained == [start]
+  trained.clear()
+  chosen, records = run(rounds=2)
+  assert len(trained) == 16 and start not in trained  # two rounds of 8, the start reused
+  assert len({json.dumps(sorted(g.ops)) for g in [start] + trained}) == 17  # none twice
+  assert pooled_edges(chosen) == 1
+  first = trained[int(np.argmin([r["ce"] for r in records[1:9]]))]
+  assert all(sum(a != b for a, b in zip(g.ops, first.ops)) == 1 for g in trained[8:])
+  assert records[9]["origin"].startswith("round 2, a change of #")
+  # Resumed: the same draws, read from the records, nothing trained again.
+  trained.clear()
+  again, again_records = run(rounds=2)
+  assert trained == [] and again == chosen and again_records == records
+  # A round that finds nothing lower ends the search: a flat score stops after round 1.
+  flat_dir = tmp_path / "flat"
+  flat_trained = []
+
+  def flat(geno):
+    flat_trained.append(geno)
+    return {"ce": 0.5, "accuracy": 50.0}
+
+  chosen, records = derive.proxy_derive([start], flat, str(flat_dir), log=lambda _: None,
+                                        rounds=5, neighbours=2, seed=0)
+  assert len(records) == 3 and chosen == start

@@ -51,8 +51,8 @@ def test_proxy_rank_trains_each_cell_and_scores_the_long_examples_apart(tiny_run
 def test_proxy_derive_trains_the_candidates_and_its_student_uses_the_lowest_ce(tiny_run,
                                                                                  tmp_path):
   """derive.method=proxy on the tiny run's finished search, as a user runs it: every
-  candidate is trained and recorded, the derived cell is the lowest held-out CE among them,
-  and the student stage trains that cell."""
+  candidate and a round of local search are trained and recorded, the derived cell is the
+  lowest held-out CE among them, and the student stage trains that cell."""
   import json
   import shutil
 
@@ -63,18 +63,26 @@ def test_proxy_derive_trains_the_candidates_and_its_student_uses_the_lowest_ce(t
   args = [a for a in tiny_run.args if not a.startswith(("--workdir", "--baselines"))]
   done = subprocess.run(args + [f"--workdir={run}", "--config.derive.method=proxy",
                                 "--config.derive.proxy_steps=2",
-                                "--config.derive.proxy_candidates=2", "--stop_after=student"],
+                                "--config.derive.proxy_candidates=2",
+                                "--config.derive.proxy_rounds=1",
+                                "--config.derive.proxy_neighbours=1", "--stop_after=student"],
                         capture_output=True, text=True, env=tiny_run.env, timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
   result = json.loads((run / "derive" / "result.json").read_text())
-  assert result["method"] == "proxy" and len(result["proxy"]) == 3
+  assert result["method"] == "proxy" and len(result["proxy"]) == 4
   assert result["proxy"][0]["genotype"] == result["measured_genotype"]
+  # The round's cell is the best of the first three with one edge's op changed.
+  best = min(range(3), key=lambda i: result["proxy"][i]["ce"])
+  assert result["proxy"][3]["origin"] == f"round 1, a change of #{best + 1}"
+  changed = [a != b for a, b in zip(result["proxy"][3]["genotype"]["ops"],
+                                    result["proxy"][best]["genotype"]["ops"])]
+  assert sum(changed) == 1
   lowest = min(result["proxy"], key=lambda r: r["ce"])
   assert result["genotype"] == lowest["genotype"]
   student = json.loads((run / "student" / "result.json").read_text())
   assert student["genotype"] == lowest["genotype"]
   assert sorted((run / "derive" / "proxy").iterdir()) == [
-      run / "derive" / "proxy" / f"{i}.json" for i in range(3)]
+      run / "derive" / "proxy" / f"{i}.json" for i in range(4)]
   # The report says how the cell was chosen: every candidate's row, the kept one in bold.
   from adabert_jax.eval import report
   from adabert_jax.nas import derive
@@ -84,6 +92,7 @@ def test_proxy_derive_trains_the_candidates_and_its_student_uses_the_lowest_ce(t
   table = derive.format_proxy(result)
   assert table in text
   rows = table.splitlines()[2:]
-  assert len(rows) == 3 and rows[0].startswith("| 1 (measured) |")
+  assert len(rows) == 4 and rows[0].startswith("| 1 (measured) |")
+  assert rows[3].startswith(f"| 4 (round 1, a change of #{best + 1}) |")
   [bold] = [row for row in rows if "**" in row]
   assert f"| {lowest['ce']:.4f} |" in bold
