@@ -13,11 +13,14 @@ labels, accuracy. Use the --config the search ran with (for its held-out split):
       --config=experiments/configs/default.py:cpu --models=student,random_arch,plain_cnn
 
 The dev column is each model's recorded dev score after its full training, for comparison.
+--seeds trains each cell once per seed (its initialisation and batch order; the held-out
+split stays the config's), to show how far the proxy's own noise reaches.
 """
 
 import time
 
 from absl import flags
+import ml_collections
 
 from adabert_jax import cli
 from adabert_jax.data import pipeline as data_pipeline
@@ -30,6 +33,8 @@ flags.DEFINE_list("models", "student,random_arch,plain_cnn",
                   "--workdir, or RUNDIR:name).")
 flags.DEFINE_integer("proxy_steps", 500, "Training batches per cell (student.batch_size "
                      "each).")
+flags.DEFINE_list("seeds", [], "Seeds of the brief training, one row per cell and seed "
+                  "(default: the config's seed, as the proxy derive uses).")
 flags.DEFINE_integer("min_tokens", 0, "Also score the held-out examples of at least this "
                      "many tokens on their own (0 = no).")
 _CONFIG = cli.define_config_flag(cli.default_config("paper"))
@@ -41,6 +46,11 @@ def main(argv):
   workdir = cli.require_workdir()
   if flags.FLAGS.proxy_steps < 1:
     raise UserError(f"--proxy_steps must be at least 1, got {flags.FLAGS.proxy_steps}.")
+  try:
+    seeds = [int(s) for s in flags.FLAGS.seeds] or [config.seed]
+  except ValueError:
+    raise UserError(f"--seeds={','.join(flags.FLAGS.seeds)}: give integers, e.g. "
+                    "--seeds=0,1,2.") from None
   task, splits, vocab = data_pipeline.load_task_data(config)
   teacher = stages.ensure_teacher(config, task, splits, workdir)
   knowledge = stages.ensure_knowledge(config, task, splits, vocab, workdir, teacher)
@@ -56,21 +66,25 @@ def main(argv):
   long_held = stages.long_examples(held, min_tokens) if min_tokens else None
   long_columns = (f" CE, acc on the {len(long_held['label'])} of >= {min_tokens} tokens |"
                   if min_tokens else "")
-  print("| model | K | ops | held-out CE | held-out acc |" + long_columns
+  print("| model | K | ops | seed | held-out CE | held-out acc |" + long_columns
         + " seconds | dev after full training |")
-  print("|---|---|---|---|---|" + ("---|" if min_tokens else "") + "---|---|")
+  print("|---|---|---|---|---|---|" + ("---|" if min_tokens else "") + "---|---|")
   for spec in flags.FLAGS.models:
     geno, result = stages.trained_cell(spec, workdir, "--models")
-    start = time.time()
-    params = stages.proxy_trained(config, task, geno, train, emb_tables,
-                                  flags.FLAGS.proxy_steps)
-    scores = stages.heldout_scores(params, geno, held, emb_tables, config.student.batch_size)
-    long = (stages.heldout_scores(params, geno, long_held, emb_tables,
-                                  config.student.batch_size) if min_tokens else None)
-    print(f"| {spec} | {geno.depth} | {genotype_lib.ops_summary(geno)} | {scores['ce']:.4f} | "
-          f"{scores['accuracy']:.2f} |"
-          + (f" {long['ce']:.4f}, {long['accuracy']:.2f} |" if long else "")
-          + f" {time.time() - start:.0f} | {result['dev']['score']:.2f} |", flush=True)
+    for seed in seeds:
+      start = time.time()
+      seeded = ml_collections.ConfigDict(config)  # a mutable copy
+      seeded.seed = seed  # the brief training's; train and held were split above
+      params = stages.proxy_trained(seeded, task, geno, train, emb_tables,
+                                    flags.FLAGS.proxy_steps)
+      scores = stages.heldout_scores(params, geno, held, emb_tables,
+                                     config.student.batch_size)
+      long = (stages.heldout_scores(params, geno, long_held, emb_tables,
+                                    config.student.batch_size) if min_tokens else None)
+      print(f"| {spec} | {geno.depth} | {genotype_lib.ops_summary(geno)} | {seed} | "
+            f"{scores['ce']:.4f} | {scores['accuracy']:.2f} |"
+            + (f" {long['ce']:.4f}, {long['accuracy']:.2f} |" if long else "")
+            + f" {time.time() - start:.0f} | {result['dev']['score']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -42,10 +42,12 @@ def test_rank_supernet_scores_trained_cells_and_still_gives_the_op_signal(tiny_r
 
 def test_proxy_rank_trains_each_cell_and_scores_the_long_examples_apart(tiny_run):
   out = _run(tiny_run, "proxy_rank.py", "--models=student,random_arch", "--proxy_steps=2",
-             "--min_tokens=8")
+             "--min_tokens=8", "--seeds=0,5")
   for name in ("student", "random_arch"):
-    [row] = _table_rows(out, name)
-    assert len(row.strip("|").split(" | ")) == 8  # with the long examples' column
+    rows = [row.strip("|").split(" | ") for row in _table_rows(out, name)]
+    assert [len(row) for row in rows] == [9, 9]  # a row per seed, the long examples' column
+    assert [row[3] for row in rows] == ["0", "5"]
+    assert rows[0][4] != rows[1][4]  # the seed changes the brief training, so its CE
 
 
 def test_proxy_derive_trains_the_candidates_and_its_student_uses_the_lowest_ce(tiny_run,
