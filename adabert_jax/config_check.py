@@ -79,6 +79,7 @@ RANGES: dict[str, tuple] = {
     "derive.proxy_candidates": _AT_LEAST_0,
     "derive.proxy_steps": _AT_LEAST_1,
     "derive.proxy_rounds": _AT_LEAST_0,
+    "derive.proxy_seeds": _AT_LEAST_1,
     "derive.proxy_neighbours": _AT_LEAST_1,
     "augment.copies": _AT_LEAST_0,
     "augment.neighbours": _AT_LEAST_1,

@@ -20,7 +20,6 @@ split stays the config's), to show how far the proxy's own noise reaches.
 import time
 
 from absl import flags
-import ml_collections
 
 from adabert_jax import cli
 from adabert_jax.data import pipeline as data_pipeline
@@ -73,10 +72,8 @@ def main(argv):
     geno, result = stages.trained_cell(spec, workdir, "--models")
     for seed in seeds:
       start = time.time()
-      seeded = ml_collections.ConfigDict(config)  # a mutable copy
-      seeded.seed = seed  # the brief training's; train and held were split above
-      params = stages.proxy_trained(seeded, task, geno, train, emb_tables,
-                                    flags.FLAGS.proxy_steps)
+      params = stages.proxy_trained(config, task, geno, train, emb_tables,
+                                    flags.FLAGS.proxy_steps, seed)
       scores = stages.heldout_scores(params, geno, held, emb_tables,
                                      config.student.batch_size)
       long = (stages.heldout_scores(params, geno, long_held, emb_tables,

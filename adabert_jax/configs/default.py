@@ -179,6 +179,9 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
   c.derive.batch_size = 256
   c.derive.proxy_candidates = 5  # random cells trained beside the measured choice (proxy)
   c.derive.proxy_steps = 5000  # training batches per candidate (proxy)
+  # Trainings per cell (proxy), with seeds seed, seed + 1, ...: a cell's score is their mean
+  # held-out cross-entropy. One seed's noise can be as large as the gaps between cells.
+  c.derive.proxy_seeds = 1
   # > 0: after those cells, rounds of local search (proxy): each trains proxy_neighbours
   # cells that are the best so far with one edge's op changed, stopping after a round
   # that finds nothing better.

@@ -19,11 +19,12 @@ Three rules (config.derive.method):
             baseline), each trained on its own from scratch for derive.proxy_steps batches
             of the search's training examples with the student's loss and optimiser, then
             scored on the held-out examples; the lowest held-out cross-entropy against the
-            labels wins. With derive.proxy_rounds > 0, rounds of local search follow: each
-            trains derive.proxy_neighbours random one-op changes of the best cell so far,
-            until a round finds nothing lower (local search is a strong NAS baseline:
-            White et al., 2021). Each trained cell's record is kept in derive/proxy/, so a
-            killed derive resumes.
+            labels (the mean over derive.proxy_seeds trainings) wins. With
+            derive.proxy_rounds > 0, rounds of local search follow: each trains
+            derive.proxy_neighbours random one-op changes of the best cell so far, until a
+            round finds nothing lower (local search is a strong NAS baseline: White et al.,
+            2021). Each trained cell's record is kept in derive/proxy/, so a killed derive
+            resumes.
 
 Why "measured" exists: on a CPU-length search the first-order straight-through gradient to
 alpha drifts to parameter-free ops even with beta = 0, while the supernet's weights, scored
@@ -89,11 +90,14 @@ def derive_fingerprint(config: ml_collections.ConfigDict, search_result: dict) -
   fields = (config.derive.to_dict() if config.derive.method in HELDOUT_METHODS
             else {"method": config.derive.method})
   if config.derive.method != "proxy":  # the proxy fields change only a proxy derive
-    for name in ("proxy_steps", "proxy_candidates", "proxy_rounds", "proxy_neighbours"):
+    for name in ("proxy_steps", "proxy_candidates", "proxy_rounds", "proxy_neighbours",
+                 "proxy_seeds"):
       fields.pop(name, None)
   if not fields.get("proxy_rounds", 1):  # proxy derives made before local search existed
     fields.pop("proxy_rounds")
     fields.pop("proxy_neighbours", None)
+  if fields.get("proxy_seeds") == 1:  # likewise, before seeds could be averaged
+    del fields["proxy_seeds"]
   if not fields.get("tie_se", 1):
     del fields["tie_se"]
   if fields.get("no_signal") == "one_se":  # likewise, derives made before it existed
@@ -509,7 +513,10 @@ def format_candidates(result: dict, top: int = 10) -> str:
 
 def format_proxy(result: dict) -> str:
   """Markdown: each candidate of a proxy derive, trained on its own, the chosen one marked."""
-  lines = ["| # | K | ops | held-out CE | held-out acc | seconds |", "|---|---|---|---|---|---|"]
+  seeds = len(result["proxy"][0].get("ce_per_seed", [0]))
+  mean = f" (mean of {seeds} seeds)" if seeds > 1 else ""
+  lines = [f"| # | K | ops | held-out CE{mean} | held-out acc{mean} | seconds |",
+           "|---|---|---|---|---|---|"]
   for index, r in enumerate(result["proxy"]):
     geno = genotype_lib.Genotype.from_json(json.dumps(r["genotype"]))
     mark = "**" if r["genotype"] == result["genotype"] else ""

@@ -134,10 +134,12 @@ def ensure_search(config, task, splits, knowledge, workdir, teacher_result,
                           fingerprint, overwrite, run)
 
 
-def scratch_params(config, task, geno, emb_tables) -> dict:
-  """A student of `geno` with freshly initialised weights (seed + 11)."""
+def scratch_params(config, task, geno, emb_tables, seed: int | None = None) -> dict:
+  """A student of `geno` with freshly initialised weights (seed + 11; seed defaults to the
+  config's)."""
   supernet_cfg = search.setup_from_config(config.search, task.is_pair).supernet
-  return model.init_student(jax.random.key(config.seed + 11), geno, supernet_cfg.hidden,
+  seed = config.seed if seed is None else seed
+  return model.init_student(jax.random.key(seed + 11), geno, supernet_cfg.hidden,
                             emb_tables["word"].shape[1], task.num_classes,
                             exact_match=supernet_cfg.exact_match)
 
@@ -158,12 +160,15 @@ def long_examples(held: dict, min_tokens: int) -> dict:
   return long
 
 
-def proxy_trained(config, task, geno, train, emb_tables, steps: int) -> dict:
+def proxy_trained(config, task, geno, train, emb_tables, steps: int,
+                  seed: int | None = None) -> dict:
   """The student of `geno` trained from scratch for `steps` batches of `train` alone (the
-  derive's proxy rule, experiments/proxy_rank.py)."""
+  derive's proxy rule, experiments/proxy_rank.py); `seed` (default the config's) sets its
+  initialisation and batch order."""
+  seed = config.seed if seed is None else seed
   return student_train.train_briefly(config, geno, scratch_params(config, task, geno,
-                                                                  emb_tables),
-                                     train, emb_tables, steps, jax.random.key(config.seed))
+                                                                  emb_tables, seed),
+                                     train, emb_tables, steps, jax.random.key(seed))
 
 
 def ensure_derive(config, task, splits, knowledge, workdir, search_result,
@@ -173,10 +178,15 @@ def ensure_derive(config, task, splits, knowledge, workdir, search_result,
   setup = search.setup_from_config(config.search, task.is_pair)
 
   def proxy_score(geno, train, held):
-    params = proxy_trained(config, task, geno, train, knowledge["emb_tables"],
-                           config.derive.proxy_steps)
-    return heldout_scores(params, geno, held, knowledge["emb_tables"],
-                          config.student.batch_size)
+    runs = [heldout_scores(proxy_trained(config, task, geno, train, knowledge["emb_tables"],
+                                         config.derive.proxy_steps, config.seed + offset),
+                           geno, held, knowledge["emb_tables"], config.student.batch_size)
+            for offset in range(config.derive.proxy_seeds)]
+    if len(runs) == 1:
+      return runs[0]
+    return {"ce": float(np.mean([r["ce"] for r in runs])),
+            "accuracy": float(np.mean([r["accuracy"] for r in runs])),
+            "ce_per_seed": [r["ce"] for r in runs]}
 
   return runner.run_stage("derive", artefacts.derive_dir(workdir), artefacts.RESULT_FILE,
                    derive.derive_fingerprint(config, search_result), overwrite,

@@ -259,6 +259,9 @@ def test_proxy_config_fails_fast_on_steps_candidates_and_holdout():
   config.derive.proxy_rounds, config.derive.proxy_neighbours = 2, 0
   with pytest.raises(UserError, match=r"derive.proxy_neighbours=0: must be >= 1"):
     config_check.check(config)
+  config.derive.proxy_neighbours, config.derive.proxy_seeds = 4, 0
+  with pytest.raises(UserError, match=r"derive.proxy_seeds=0: must be >= 1"):
+    config_check.check(config)
 
 
 def test_proxy_fields_change_only_a_proxy_derives_fingerprint():
@@ -273,8 +276,11 @@ def test_proxy_fields_change_only_a_proxy_derives_fingerprint():
   config.student.learning_rate *= 2  # the proxy trains students: their config counts
   assert derive.derive_fingerprint(config, search_result) != proxy
   assert proxy["derive"]["proxy_steps"] == config.derive.proxy_steps
-  # Without local search the fingerprint is the one proxy derives had before it existed.
-  assert "proxy_rounds" not in proxy["derive"] and "proxy_neighbours" not in proxy["derive"]
+  # Without local search or seeds the fingerprint is the one proxy derives had before.
+  assert not {"proxy_rounds", "proxy_neighbours", "proxy_seeds"} & set(proxy["derive"])
+  config.derive.proxy_seeds = 3
+  assert derive.derive_fingerprint(config, search_result)["derive"]["proxy_seeds"] == 3
+  config.derive.proxy_seeds = 1
   config.derive.proxy_neighbours += 1
   assert derive.derive_fingerprint(config, search_result) == derive.derive_fingerprint(
       config, search_result)

@@ -53,8 +53,9 @@ def test_proxy_rank_trains_each_cell_and_scores_the_long_examples_apart(tiny_run
 def test_proxy_derive_trains_the_candidates_and_its_student_uses_the_lowest_ce(tiny_run,
                                                                                  tmp_path):
   """derive.method=proxy on the tiny run's finished search, as a user runs it: every
-  candidate and a round of local search are trained and recorded, the derived cell is the
-  lowest held-out CE among them, and the student stage trains that cell."""
+  candidate and a round of local search are trained (each twice, with two seeds) and
+  recorded, the derived cell is the lowest mean held-out CE among them, and the student
+  stage trains that cell."""
   import json
   import shutil
 
@@ -67,11 +68,15 @@ def test_proxy_derive_trains_the_candidates_and_its_student_uses_the_lowest_ce(t
                                 "--config.derive.proxy_steps=2",
                                 "--config.derive.proxy_candidates=2",
                                 "--config.derive.proxy_rounds=1",
-                                "--config.derive.proxy_neighbours=1", "--stop_after=student"],
+                                "--config.derive.proxy_neighbours=1",
+                                "--config.derive.proxy_seeds=2", "--stop_after=student"],
                         capture_output=True, text=True, env=tiny_run.env, timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
   result = json.loads((run / "derive" / "result.json").read_text())
   assert result["method"] == "proxy" and len(result["proxy"]) == 4
+  for record in result["proxy"]:  # each cell trained twice, scored by the mean
+    assert len(record["ce_per_seed"]) == 2 and record["ce_per_seed"][0] != record["ce_per_seed"][1]
+    assert record["ce"] == pytest.approx(sum(record["ce_per_seed"]) / 2)
   assert result["proxy"][0]["genotype"] == result["measured_genotype"]
   # The round's cell is the best of the first three with one edge's op changed.
   best = min(range(3), key=lambda i: result["proxy"][i]["ce"])
@@ -92,7 +97,7 @@ def test_proxy_derive_trains_the_candidates_and_its_student_uses_the_lowest_ce(t
   text = "\n".join(report._derive_lines(result))
   assert "Derived by the proxy" in text and "The measured choice from the supernet" in text
   table = derive.format_proxy(result)
-  assert table in text
+  assert table in text and "held-out CE (mean of 2 seeds)" in table
   rows = table.splitlines()[2:]
   assert len(rows) == 4 and rows[0].startswith("| 1 (measured) |")
   assert rows[3].startswith(f"| 4 (round 1, a change of #{best + 1}) |")
