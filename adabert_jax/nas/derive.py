@@ -459,8 +459,10 @@ def run_derive(config: ml_collections.ConfigDict, task: Task,
                                   config.seed + PROXY_SEED_OFFSET, exclude)
     log(f"proxy: {len(candidates)} cells of depth {geno.depth} (the measured choice first), "
         f"then up to {config.derive.proxy_rounds} rounds of {config.derive.proxy_neighbours} "
-        f"op changes of the best, each trained on its own for "
-        f"{config.derive.proxy_steps} batches")
+        f"op changes of the best, each trained on its own {config.derive.proxy_seeds} "
+        f"time(s) for {config.derive.proxy_steps} batches (about "
+        f"{config.derive.proxy_steps * config.student.batch_size / len(train['label']):.1f} "
+        f"epochs of the {len(train['label']):,} training examples)")
     geno, result["proxy"] = proxy_derive(
         candidates, lambda g: proxy_score(g, train, held), os.path.join(out_dir, "proxy"),
         log, rounds=config.derive.proxy_rounds, neighbours=config.derive.proxy_neighbours,
