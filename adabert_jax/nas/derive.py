@@ -457,12 +457,14 @@ def run_derive(config: ml_collections.ConfigDict, task: Task,
     exclude = list(genotype_lib.baseline_genotypes(geno, config.seed).values())
     candidates = proxy_candidates(geno, config.derive.proxy_candidates,
                                   config.seed + PROXY_SEED_OFFSET, exclude)
-    log(f"proxy: {len(candidates)} cells of depth {geno.depth} (the measured choice first), "
-        f"then up to {config.derive.proxy_rounds} rounds of {config.derive.proxy_neighbours} "
-        f"op changes of the best, each trained on its own {config.derive.proxy_seeds} "
-        f"time(s) for {config.derive.proxy_steps} batches (about "
-        f"{config.derive.proxy_steps * config.student.batch_size / len(train['label']):.1f} "
-        f"epochs of the {len(train['label']):,} training examples)")
+    cfg = config.derive
+    rounds = (f", then up to {cfg.proxy_rounds} rounds of {cfg.proxy_neighbours} op changes "
+              "of the best" if cfg.proxy_rounds else "")
+    seeds = f"{cfg.proxy_seeds} times " if cfg.proxy_seeds > 1 else ""
+    epochs = cfg.proxy_steps * config.student.batch_size / len(train["label"])
+    log(f"proxy: {len(candidates)} cells of depth {geno.depth} (the measured choice first)"
+        f"{rounds}, each trained on its own {seeds}for {cfg.proxy_steps} batches (about "
+        f"{epochs:.1f} epochs of the {len(train['label']):,} training examples)")
     geno, result["proxy"] = proxy_derive(
         candidates, lambda g: proxy_score(g, train, held), os.path.join(out_dir, "proxy"),
         log, rounds=config.derive.proxy_rounds, neighbours=config.derive.proxy_neighbours,
