@@ -354,8 +354,8 @@ def op_changes(geno: genotype_lib.Genotype,
     for name in ops.OP_NAMES:
       if name in ("zero", op):
         continue
-      candidate = with_edge_op(geno, (node, src), name)
-      if not any(same_cell(candidate, other) for other in exclude + changes):
+      candidate = with_edge_op(geno, (node, src), name)  # each (edge, op) a distinct cell
+      if not any(same_cell(candidate, other) for other in exclude):
         changes.append(candidate)
   return changes
 
@@ -467,7 +467,7 @@ def run_derive(config: ml_collections.ConfigDict, task: Task,
         f"{epochs:.1f} epochs of the {len(train['label']):,} training examples)")
     geno, result["proxy"] = proxy_derive(
         candidates, lambda g: proxy_score(g, train, held), os.path.join(out_dir, "proxy"),
-        log, rounds=config.derive.proxy_rounds, neighbours=config.derive.proxy_neighbours,
+        log, rounds=cfg.proxy_rounds, neighbours=cfg.proxy_neighbours,
         seed=config.seed + PROXY_SEED_OFFSET, exclude=exclude)
     log(f"proxy: lowest held-out CE: K={geno.depth}, {genotype_lib.ops_summary(geno)}")
   geno.save(os.path.join(out_dir, artefacts.GENOTYPE_FILE))
