@@ -115,7 +115,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
           "search.temperature_schedule": gumbel.TEMPERATURE_SCHEDULES,
           "search.warmup_sampling": gumbel.WARMUP_SAMPLINGS,
           "search.train_data": search.TRAIN_DATA,
-          "derive.no_signal": derive.NO_SIGNAL_RULES,
+          "derive.no_signal": derive.NO_SIGNAL_RULES, "derive.signal_test": derive.SIGNAL_TESTS,
           "search.arch_weight_decay_mode": search_step.WEIGHT_DECAY_MODES}
 
 

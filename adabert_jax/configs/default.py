@@ -176,6 +176,10 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
   # must exceed the majority rate by z binomial standard errors, z = the normal quantile
   # at 1 - signal_level / N (Bonferroni).
   c.derive.signal_level = 0.05
+  # Whose held-out accuracy that test reads: kept (the cell the rule would keep, after the
+  # one-SE rule: the fallback then never ships a cell the supernet cannot tell from the
+  # majority class) | best (the best accuracy of all candidates: any signal at all).
+  c.derive.signal_test = "kept"
   c.derive.batch_size = 256
   c.derive.proxy_candidates = 5  # random cells trained beside the measured choice (proxy)
   c.derive.proxy_steps = 5000  # training batches per candidate (proxy)

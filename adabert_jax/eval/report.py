@@ -214,10 +214,13 @@ def _derive_lines(derived: dict) -> list[str]:
 
 
 def _tie_sentence(derived: dict) -> str:
+  from adabert_jax.nas.derive import signal_accuracy, signal_subject
+
   signal = derived.get("signal", {})
   if signal.get("fallback"):
-    return (f" No candidate's held-out accuracy beat the majority class significantly "
-            f"(best of {signal['candidates']}: {signal['best_accuracy']:.2f}%, against majority "
+    return (f" The held-out accuracy of {signal_subject(signal)} did not beat the "
+            f"majority class significantly ({signal_accuracy(signal):.2f}% of "
+            f"{signal['candidates']} measured, against majority "
             f"{signal['majority']:.2f}% + {signal['z']:.2f} SE of {signal['se']:.2f} = "
             f"{signal['threshold']:.2f}%, level {signal['level']:g} with Bonferroni's "
             "correction): the supernet ranked nothing, so `derive.no_signal=plain_cnn` "

@@ -100,9 +100,12 @@ def derive_fingerprint(config: ml_collections.ConfigDict, search_result: dict) -
     del fields["proxy_seeds"]
   if not fields.get("tie_se", 1):
     del fields["tie_se"]
+  if fields.get("signal_test") == "best":  # likewise, before the kept cell was tested
+    del fields["signal_test"]
   if fields.get("no_signal") == "one_se":  # likewise, derives made before it existed
     del fields["no_signal"]
-    fields.pop("signal_level", None)  # the test only matters to the plain_cnn fallback
+    for name in ("signal_level", "signal_test"):  # the test matters to the fallback only
+      fields.pop(name, None)
   fingerprint = {"derive": fields, "search": search_result["fingerprint"]}
   if config.derive.method == "proxy":  # the proxy trains students, with this seed
     fingerprint.update(seed=config.seed, student=checkpoints.without_operational_keys(
@@ -243,13 +246,15 @@ def one_se_choice(records: dict[str, dict], per_example: dict[str, np.ndarray],
 
 
 NO_SIGNAL_RULES = ("one_se", "plain_cnn")
+SIGNAL_TESTS = ("kept", "best")
 
 
-def signal_over_majority(best_accuracy: float, labels: np.ndarray, candidates: int,
+def signal_over_majority(accuracy: float, labels: np.ndarray, candidates: int,
                          level: float) -> dict:
-  """Whether the best held-out accuracy (in %) of `candidates` measured architectures beats
-  always answering the holdout's majority class: by more than z binomial standard errors of
-  that rate, z = the one-sided normal quantile at level / candidates. The Bonferroni
+  """Whether a held-out accuracy (in %) picked from `candidates` measured architectures
+  (the best one's, or the kept one's) beats always answering the holdout's majority class:
+  by more than z binomial standard errors of that rate, z = the one-sided normal quantile
+  at level / candidates. The Bonferroni
   correction is there because the best of many candidates that all predict by chance still
   clears the majority: the largest of 160 independent standard normals is ~2.5 on average,
   so a one-SE margin on the maximum nearly always reports a signal that is not there."""
@@ -258,9 +263,32 @@ def signal_over_majority(best_accuracy: float, labels: np.ndarray, candidates: i
   se = float(np.sqrt(majority * (1 - majority) / n))
   z = statistics.NormalDist().inv_cdf(1.0 - level / max(candidates, 1))
   threshold = 100 * (majority + z * se)
-  return {"best_accuracy": best_accuracy, "majority": 100 * majority, "se": 100 * se,
+  return {"accuracy": accuracy, "majority": 100 * majority, "se": 100 * se,
           "candidates": candidates, "level": level, "z": z, "threshold": threshold,
-          "signal": best_accuracy > threshold}
+          "signal": accuracy > threshold}
+
+
+def signal_of(evaluated: dict[str, dict], kept_key: str, labels: np.ndarray,
+              derive_config: ml_collections.ConfigDict) -> dict:
+  """signal_over_majority for the accuracy derive_config.signal_test names (the kept
+  record's, or the best of `evaluated`), plus "tested" and "fallback" (no signal, and
+  derive_config.no_signal=plain_cnn)."""
+  accuracy = (evaluated[kept_key]["accuracy"] if derive_config.signal_test == "kept"
+              else max(r["accuracy"] for r in evaluated.values()))
+  signal = signal_over_majority(accuracy, labels, len(evaluated), derive_config.signal_level)
+  signal["tested"] = derive_config.signal_test
+  signal["fallback"] = derive_config.no_signal == "plain_cnn" and not signal["signal"]
+  return signal
+
+
+def signal_subject(signal: dict) -> str:
+  """What a signal record tested, for logs and the report. Records made before the kept
+  cell was tested have "best_accuracy" and no "tested"."""
+  return "the kept cell" if signal.get("tested") == "kept" else "the best candidate"
+
+
+def signal_accuracy(signal: dict) -> float:
+  return signal.get("accuracy", signal.get("best_accuracy"))
 
 
 def measured_derive(config: ml_collections.ConfigDict, params, emb_tables,
@@ -306,19 +334,17 @@ def measured_derive(config: ml_collections.ConfigDict, params, emb_tables,
         f"(+{record['objective'] - objective(best):.4f}, "
         f"SE {record['paired_se']:.4f}), L_E {record['efficiency']:.3f} "
         f"(best J's: {evaluated[genotype_key(best)]['efficiency']:.3f})")
-  signal = signal_over_majority(max(r["accuracy"] for r in evaluated.values()), held["label"],
-                                len(evaluated), config.derive.signal_level)
-  signal["fallback"] = config.derive.no_signal == "plain_cnn" and not signal["signal"]
+  signal = signal_of(evaluated, genotype_key(chosen), held["label"], config.derive)
   if signal["fallback"]:
     chosen = genotype_lib.plain_cnn_genotype(alpha_genotype.depth, cfg.k_max, cfg.num_nodes,
                                              input_mode=cfg.input_mode)
     objective(chosen)  # measured too, for the record
     key = genotype_key(chosen)
     evaluated[key]["paired_se"] = paired_se(per_example[key], per_example[genotype_key(best)])
-    log(f"no candidate beats the majority class ({signal['best_accuracy']:.2f}% held-out "
-        f"accuracy at best of {signal['candidates']}, majority {signal['majority']:.2f}% + "
-        f"{signal['z']:.2f} SE of {signal['se']:.2f} = {signal['threshold']:.2f}%): "
-        f"the plain CNN at alpha's depth, K={chosen.depth}")
+    log(f"{signal_subject(signal)} does not beat the majority class "
+        f"({signal['accuracy']:.2f}% held-out accuracy, {signal['candidates']} measured; "
+        f"majority {signal['majority']:.2f}% + {signal['z']:.2f} SE of {signal['se']:.2f} = "
+        f"{signal['threshold']:.2f}%): the plain CNN at alpha's depth, K={chosen.depth}")
   return chosen, best, sorted(evaluated.values(), key=lambda r: r["objective"]), signal
 
 

@@ -150,6 +150,30 @@ def test_the_best_of_many_chance_level_candidates_is_no_signal():
   assert found_by_one_se >= 190 and found <= 20
 
 
+@pytest.mark.parametrize("signal_test", derive.SIGNAL_TESTS)
+def test_the_fallback_tests_the_kept_cell_or_the_best(signal_test):
+  """The one-SE rule keeps a cheap cell at chance while a costlier one is clearly above it
+  (the demo on 2026-12-06: 53.6% kept, 59.2% best, threshold 58.6%). Testing the kept cell
+  falls back to the plain CNN; testing the best does not."""
+  labels = np.array([0] * 255 + [1] * 245)  # majority 51%, 500 held-out examples
+  evaluated = {f"c{i}": {"accuracy": 50.0 + 0.02 * i} for i in range(157)}
+  evaluated.update(kept={"accuracy": 53.6}, conv5={"accuracy": 59.2})
+  config = load_config("tiny").derive
+  config.update(no_signal="plain_cnn", signal_test=signal_test)
+  signal = derive.signal_of(evaluated, "kept", labels, config)
+  assert signal["candidates"] == 159 and signal["threshold"] == pytest.approx(58.64, abs=0.01)
+  assert signal["tested"] == signal_test
+  assert signal["accuracy"] == (53.6 if signal_test == "kept" else 59.2)
+  assert signal["signal"] == (signal_test == "best")
+  assert signal["fallback"] == (signal_test == "kept")
+  config.no_signal = "one_se"  # the test is recorded, but nothing falls back
+  assert not derive.signal_of(evaluated, "kept", labels, config)["fallback"]
+  # A kept cell that clears the threshold itself is kept, under either test.
+  config.no_signal = "plain_cnn"
+  evaluated["kept"]["accuracy"] = 59.0
+  assert not derive.signal_of(evaluated, "kept", labels, config)["fallback"]
+
+
 @pytest.mark.parametrize("rule", derive.NO_SIGNAL_RULES)
 def test_without_signal_the_plain_cnn_replaces_the_cheapest_tie(rule):
   """A random supernet on a holdout of 38 zeros and 2 ones cannot beat answering 0 (95%)
@@ -288,6 +312,22 @@ def test_proxy_fields_change_only_a_proxy_derives_fingerprint():
   with_rounds = derive.derive_fingerprint(config, search_result)
   assert with_rounds != without_rounds
   assert with_rounds["derive"]["proxy_neighbours"] == config.derive.proxy_neighbours
+
+
+def test_the_signal_test_counts_only_where_a_fallback_reads_it():
+  """The `:cpu` preset never falls back (no_signal=one_se): its measured derives stay valid.
+  Under the fallback, testing the kept cell is a new derive; testing the best, the old one."""
+  config = load_config("cpu")
+  search_result = {"fingerprint": {"x": 1}}
+  cpu = derive.derive_fingerprint(config, search_result)
+  assert not {"signal_test", "signal_level", "no_signal"} & set(cpu["derive"])
+  config.derive.signal_test = "best"
+  assert derive.derive_fingerprint(config, search_result) == cpu
+  config.derive.no_signal = "plain_cnn"
+  best = derive.derive_fingerprint(config, search_result)
+  assert "signal_test" not in best["derive"]  # as plain_cnn derives were before the field
+  config.derive.signal_test = "kept"
+  assert derive.derive_fingerprint(config, search_result)["derive"]["signal_test"] == "kept"
 
 
 def test_proxy_candidates_start_with_the_measured_choice_and_skip_the_baselines():

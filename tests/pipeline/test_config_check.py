@@ -58,6 +58,8 @@ def test_every_preset_passes(preset):
     ("search.alpha_regulariser", -1.0, "--config.search.alpha_regulariser=-1.0: must be >= 0."),
     ("derive.no_signal", "alpha", "--config.derive.no_signal='alpha': use one of one_se, "
                                   "plain_cnn."),
+    ("derive.signal_test", "worst", "--config.derive.signal_test='worst': use one of kept, "
+                                    "best."),
 ])
 def test_a_value_out_of_range_names_its_field_and_range(field, value, message):
   config = load_config("paper")
