@@ -13,6 +13,10 @@ its knowledge and the augmented copies is enough). It goes to --workdir/<name>, 
 <genotype>_<init>:
 
   python experiments/train_student.py ... --genotype=plain_cnn:3 --config.student.init=scratch
+
+--config.student.seed_offset=N retrains the same student with another initialisation, batch
+order and dropout (nothing upstream changes), into <name>_seedN: how far one training's
+noise moves the dev score.
 """
 
 from absl import flags
@@ -27,7 +31,8 @@ from adabert_jax.nas import search as search_lib
 flags.DEFINE_string("genotype", "", "Train this architecture instead of the searched one: a "
                     "genotype.json file, or plain_cnn:K.")
 flags.DEFINE_string("name", "", "Output folder under --workdir (default: student, "
-                    "student_<init>, or <genotype>_<init> with --genotype).")
+                    "student_<init>, or <genotype>_<init> with --genotype; then _seed<N> with "
+                    "--config.student.seed_offset=N).")
 _CONFIG = cli.define_config_flag(cli.default_config("paper"))
 
 
@@ -53,6 +58,8 @@ def main(argv):
           f"{supernet_cfg.num_nodes}: inheriting needs the same; use "
           "--config.student.init=scratch.")
     name = f"{label}_{init}"
+  if config.student.seed_offset:
+    name += f"_seed{config.student.seed_offset}"
   name = flags.FLAGS.name or name
   task, splits, vocab = data_pipeline.load_task_data(config)
   teacher = stages.ensure_teacher(config, task, splits, workdir, overwrite)

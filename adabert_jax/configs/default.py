@@ -215,6 +215,10 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
   c.student.kd_temperature = 1.0
   c.student.final_kd_weight = 0.5
   c.student.train_subset = 0  # > 0: train on a fixed random subset of train
+  # Added to config.seed for the student's initialisation (from scratch), batch order and
+  # dropout; the data, teacher and search keep config.seed, so students that differ in
+  # this alone show how far a training's own noise moves a dev score.
+  c.student.seed_offset = 0
   c.student.bucket_lengths = True
   c.student.checkpoint_every_steps = 1000  # training state kept for resuming after a kill
   c.student.keep_checkpoints = 2

@@ -108,8 +108,10 @@ def derive_fingerprint(config: ml_collections.ConfigDict, search_result: dict) -
       fields.pop(name, None)
   fingerprint = {"derive": fields, "search": search_result["fingerprint"]}
   if config.derive.method == "proxy":  # the proxy trains students, with this seed
-    fingerprint.update(seed=config.seed, student=checkpoints.without_operational_keys(
-        config.student.to_dict()))
+    # Its trainings take their own seeds (derive.proxy_seeds), not student.seed_offset.
+    student = checkpoints.without_operational_keys(config.student.to_dict())
+    student.pop("seed_offset", None)
+    fingerprint.update(seed=config.seed, student=student)
   return fingerprint
 
 

@@ -217,6 +217,15 @@ def check_student_init(init: str) -> None:
     raise UserError(f"--config.student.init={init!r}: use {' or '.join(STUDENT_INITS)}.")
 
 
+def student_fields(config) -> dict:
+  """The student config in a student's fingerprint: without the operational keys, and
+  without seed_offset at 0, so students trained before it existed are still reused."""
+  fields = checkpoints.without_operational_keys(config.student.to_dict())
+  if not fields.get("seed_offset", 1):
+    del fields["seed_offset"]
+  return fields
+
+
 def ensure_student(config, task, splits, knowledge, workdir, search_fingerprint, *,
                    geno=None, name="student", init=None, augmented=None,
                    overwrite=False) -> dict:
@@ -229,8 +238,7 @@ def ensure_student(config, task, splits, knowledge, workdir, search_fingerprint,
   check_student_init(init)
   geno = geno or searched_genotype(workdir)
   supernet_cfg = search.setup_from_config(config.search, task.is_pair).supernet
-  fingerprint = {"student": checkpoints.without_operational_keys(config.student.to_dict()),
-                 "init": init,
+  fingerprint = {"student": student_fields(config), "init": init,
                  "genotype": json.loads(geno.to_json()),
                  "search": search_fingerprint}
   if augmented is not None:
@@ -240,7 +248,8 @@ def ensure_student(config, task, splits, knowledge, workdir, search_fingerprint,
     if init == "inherit":
       params = model.from_supernet(searched_params(workdir), geno, supernet_cfg)
     else:
-      params = scratch_params(config, task, geno, knowledge["emb_tables"])
+      params = scratch_params(config, task, geno, knowledge["emb_tables"],
+                              config.seed + config.student.seed_offset)
     train = batching.fixed_subset(
         search.with_knowledge(splits["train"], knowledge["knowledge"]["train"]),
         config.student.train_subset, config.seed)

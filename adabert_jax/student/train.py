@@ -151,7 +151,7 @@ def train_student(config: ml_collections.ConfigDict, task: Task, geno: Genotype,
   opt_state = tx.init(params)
   step_fn = make_train_step(cfg, geno, tx, emb)
 
-  key = jax.random.key(config.seed + 7)
+  key = jax.random.key(config.seed + cfg.seed_offset + 7)
   data_key, dropout_key = jax.random.split(key)
   # A killed run resumes from its newest training state: the log is cut back to that step
   # and the best epoch so far is read from it (its weights are in params/ already).

@@ -258,3 +258,34 @@ def test_baselines_train_in_the_order_named_and_once_each(monkeypatch):
                                     names=["plain_cnn", "random_arch", "plain_cnn"])
   assert trained == ["plain_cnn", "random_arch"]
   assert list(results) == trained
+
+
+@pytest.mark.xdist_group("tiny_run")
+def test_student_seed_offset_retrains_the_same_cell_alone(tiny_run, tmp_path):
+  """student.seed_offset=1 retrains the plain-CNN baseline's cell from other initial
+  weights, batches and dropout, into its own folder, reusing every stage before it; at 0 the
+  same command gives the baseline's weights bit for bit (the offset is all that differs)."""
+  import shutil
+
+  run = tmp_path / "run"
+  shutil.copytree(tiny_run.dir, run)
+  shutil.rmtree(run / "plain_cnn_k2_scratch", ignore_errors=True)  # the e2e test's, if first
+  args = [a.replace(str(tiny_run.dir), str(run)) for a in tiny_run.args[2:5]]
+  trained = {}
+  for offset in (1, 0):
+    done = subprocess.run(
+        [sys.executable, os.path.join(REPO_ROOT, "experiments", "train_student.py"), *args,
+         "--config.augment.copies=1", "--genotype=plain_cnn:2", "--config.student.init=scratch",
+         f"--config.student.seed_offset={offset}"],
+        capture_output=True, text=True, env=tiny_run.env, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    name = "plain_cnn_k2_scratch" + ("_seed1" if offset else "")
+    assert f"[{name}] running" in done.stdout and "[teacher] done already" in done.stdout
+    trained[offset] = export.load_export(str(run / name / "export"))[0]
+    student = json.load(open(run / name / artefacts.CONFIG_FILE))["student"]
+    assert student.get("seed_offset", 0) == offset and ("seed_offset" in student) == bool(offset)
+  baseline = export.load_export(str(run / "plain_cnn" / "export"))[0]
+  jax.tree.map(np.testing.assert_array_equal, trained[0], baseline)
+  differs = jax.tree.leaves(jax.tree.map(lambda a, b: not np.array_equal(a, b),
+                                         trained[1], baseline))
+  assert np.mean(differs) > 0.5
