@@ -120,11 +120,19 @@ def test_finetune_writes_best_checkpoint_and_learns(finetuned):
   assert train["accuracy"] > 60
 
 
-def test_precompute_equals_a_direct_forward_pass(finetuned):
-  config, task, splits, workdir, result = finetuned
+@pytest.fixture(scope="module")
+def precomputed(finetuned):
+  """The finetuned teacher's knowledge folder: (config, task, splits, workdir, teacher,
+  params, the teacher's result, the precompute summary)."""
+  config, task, splits, workdir, _ = finetuned
   teacher, params, result = finetune.load_finetuned(workdir, config.teacher.checkpoint)
   summary = probes.run_precompute(config, task, splits, "vocabhash", teacher, params,
                                   result, workdir)
+  return config, task, splits, workdir, teacher, params, result, summary
+
+
+def test_precompute_equals_a_direct_forward_pass(precomputed):
+  config, task, splits, workdir, teacher, params, result, summary = precomputed
   kdir = artefacts.knowledge_dir(workdir)
   meta = probes.knowledge_meta(result, "vocabhash", 32, "train", 64)
   knowledge = probes.load_knowledge(os.path.join(kdir, "train.npz"), meta)
@@ -148,11 +156,9 @@ def test_precompute_equals_a_direct_forward_pass(finetuned):
 
 @pytest.mark.parametrize("field,value", [("teacher_checkpoint_id", "another"),
                                          ("max_len", 64), ("vocab_hash", "other")])
-def test_stale_knowledge_is_refused(finetuned, field, value):
-  config, task, splits, workdir, result = finetuned
+def test_stale_knowledge_is_refused(precomputed, field, value):
+  workdir, result = precomputed[3], precomputed[6]
   path = os.path.join(artefacts.knowledge_dir(workdir), "dev.npz")
-  if not os.path.isfile(path):
-    pytest.skip("needs the precompute test's output")
   meta = probes.knowledge_meta(result, "vocabhash", 32, "dev", 24)
   probes.load_knowledge(path, meta)  # the matching metadata loads
   meta[field] = value
