@@ -96,6 +96,7 @@ RANGES: dict[str, tuple] = {
     "student.kd_temperature": _POSITIVE,
     "student.final_kd_weight": _FRACTION,
     "student.train_subset": _AT_LEAST_0,
+    "student.seed_offset": _AT_LEAST_0,
     "student.checkpoint_every_steps": _AT_LEAST_1,
     "student.keep_checkpoints": _AT_LEAST_1,
     "bench.batch_size": _AT_LEAST_1,

@@ -256,10 +256,10 @@ def signal_over_majority(accuracy: float, labels: np.ndarray, candidates: int,
   """Whether a held-out accuracy (in %) picked from `candidates` measured architectures
   (the best one's, or the kept one's) beats always answering the holdout's majority class:
   by more than z binomial standard errors of that rate, z = the one-sided normal quantile
-  at level / candidates. The Bonferroni
-  correction is there because the best of many candidates that all predict by chance still
-  clears the majority: the largest of 160 independent standard normals is ~2.5 on average,
-  so a one-SE margin on the maximum nearly always reports a signal that is not there."""
+  at level / candidates. The Bonferroni correction is there because the best of many
+  candidates that all predict by chance still clears the majority: the largest of 160
+  independent standard normals is ~2.5 on average, so a one-SE margin on the maximum nearly
+  always reports a signal that is not there."""
   n = len(labels)
   majority = float(np.bincount(labels).max() / n)
   se = float(np.sqrt(majority * (1 - majority) / n))

@@ -26,6 +26,7 @@ def test_every_preset_passes(preset):
     ("teacher.epochs", 0, "--config.teacher.epochs=0: must be >= 1."),
     ("data.train_subset", -1, "--config.data.train_subset=-1: must be >= 0."),
     ("student.train_subset", -5, "--config.student.train_subset=-5: must be >= 0."),
+    ("student.seed_offset", -1, "--config.student.seed_offset=-1: must be >= 0."),
     ("data.max_len", 4, "--config.data.max_len=4: must be >= 8."),
     ("data.max_len", 600, "--config.data.max_len=600 is longer than the teacher's 512 "
                           "positions: use <= 512."),
