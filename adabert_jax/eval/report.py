@@ -213,6 +213,14 @@ def _derive_lines(derived: dict) -> list[str]:
       "edge, rows by their best loss:", "", format_uniform_grid(derived), ""]
 
 
+def _no_signal_meaning(signal: dict) -> str:
+  # Testing the best candidate, a failure means no candidate stood out; testing the kept
+  # cell, others may have, but not the one the rule would ship.
+  if signal.get("tested") == "kept":
+    return "the cell the rule would keep cannot be told from the majority class"
+  return "the supernet ranked nothing"
+
+
 def _tie_sentence(derived: dict) -> str:
   from adabert_jax.nas.derive import signal_accuracy, signal_subject
 
@@ -223,7 +231,7 @@ def _tie_sentence(derived: dict) -> str:
             f"{signal['candidates']} measured, against majority "
             f"{signal['majority']:.2f}% + {signal['z']:.2f} SE of {signal['se']:.2f} = "
             f"{signal['threshold']:.2f}%, level {signal['level']:g} with Bonferroni's "
-            "correction): the supernet ranked nothing, so `derive.no_signal=plain_cnn` "
+            f"correction): {_no_signal_meaning(signal)}, so `derive.no_signal=plain_cnn` "
             "took the plain CNN at alpha's depth.")
   if not derived.get("tie_se"):
     return ""

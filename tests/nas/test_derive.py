@@ -209,7 +209,15 @@ def test_without_signal_the_plain_cnn_replaces_the_cheapest_tie(rule):
       "alpha_genotype": json.loads(alpha_genotype.to_json()),
       "genotype": json.loads(chosen.to_json()),
       "best_objective_genotype": json.loads(best.to_json()), "evaluated": evaluated}))
-  assert ("the supernet ranked nothing" in text) == (rule == "plain_cnn")
+  assert ("the cell the rule would keep cannot be told from the majority class" in text
+          ) == (rule == "plain_cnn")  # (signal_test=kept, the default)
+  # A record made with the best candidate's test (or before signal_test) says so.
+  old_text = report._tie_sentence({"signal": {**signal, "tested": "best"}})
+  assert ("the supernet ranked nothing" in old_text) == (rule == "plain_cnn")
+  if rule == "plain_cnn":
+    legacy = {k: v for k, v in signal.items() if k not in ("tested", "accuracy")}
+    legacy["best_accuracy"] = signal["accuracy"]
+    assert "the best candidate did not beat" in report._tie_sentence({"signal": legacy})
   assert ("The one-SE rule took" in text or "the best J was kept" in text) == (rule == "one_se")
   # ... and what the supernet ranked: one row per op, the uniform candidates by depth.
   grid = derive.format_uniform_grid({"evaluated": evaluated})
