@@ -222,15 +222,13 @@ def _no_signal_meaning(signal: dict) -> str:
 
 
 def _tie_sentence(derived: dict) -> str:
-  from adabert_jax.nas.derive import signal_accuracy, signal_subject
+  from adabert_jax.nas.derive import signal_figures, signal_subject
 
   signal = derived.get("signal", {})
   if signal.get("fallback"):
     return (f" The held-out accuracy of {signal_subject(signal)} did not beat the "
-            f"majority class significantly ({signal_accuracy(signal):.2f}% of "
-            f"{signal['candidates']} measured, against majority "
-            f"{signal['majority']:.2f}% + {signal['z']:.2f} SE of {signal['se']:.2f} = "
-            f"{signal['threshold']:.2f}%, level {signal['level']:g} with Bonferroni's "
+            f"majority class significantly ({signal_figures(signal)}, level "
+            f"{signal['level']:g} with Bonferroni's "
             f"correction): {_no_signal_meaning(signal)}, so `derive.no_signal=plain_cnn` "
             "took the plain CNN at alpha's depth.")
   if not derived.get("tie_se"):
