@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import signal
 import sys
 from typing import Callable
@@ -65,8 +66,34 @@ def require_workdir() -> str:
   return workdir
 
 
+# glibc's malloc maps large buffers straight from the kernel and unmaps them on free (those
+# over 32 MB always, and in a thread's own arena, as XLA:CPU's worker threads have, those
+# over 64 MB whatever the settings), so each step of a jitted training program faults its
+# temporaries in afresh, page by page: on 2 cores a quarter of a student's CPU time went to
+# the kernel. One arena that takes large buffers from its heap, handing memory back only
+# once 1 GB of it is free, keeps them mapped from one step to the next (docs/search-on-cpu.md:
+# the demo's times and peak memory, with other thresholds). glibc reads these only when a
+# process starts.
+MALLOC_TUNABLES = ("glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:"
+                   "glibc.malloc.trim_threshold=1073741824:glibc.malloc.top_pad=67108864")
+
+
+def restart_with_malloc_tunables() -> None:
+  """Starts this command again, once, with GLIBC_TUNABLES=MALLOC_TUNABLES; does nothing
+  where GLIBC_TUNABLES is set already (set it, even empty, to keep glibc's defaults) or the
+  C library is not glibc."""
+  if "GLIBC_TUNABLES" in os.environ or platform.libc_ver()[0] != "glibc":
+    return
+  os.environ["GLIBC_TUNABLES"] = MALLOC_TUNABLES
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os.execv(sys.executable, sys.orig_argv)
+
+
 def run(main: Callable[[list[str]], None]) -> None:
-  """absl's app.run, with a UserError printed as one line (exit 2), not a traceback."""
+  """absl's app.run, with a UserError printed as one line (exit 2), not a traceback. The
+  command first restarts itself with MALLOC_TUNABLES (restart_with_malloc_tunables)."""
+  restart_with_malloc_tunables()
 
   def wrapped(argv):
     logging.set_verbosity(logging.WARNING)  # keep JAX's INFO chatter off the console

@@ -29,7 +29,12 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 
 import pytest  # noqa: E402
 
+from adabert_jax import cli  # noqa: E402
 from tests.helpers import REPO_ROOT  # noqa: E402
+
+# The stage scripts the tests start get the allocator settings a user's command runs with,
+# without restarting themselves for them (tests/pipeline/test_cli.py tests the restart).
+os.environ.setdefault("GLIBC_TUNABLES", cli.MALLOC_TUNABLES)
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,8 @@ def _run(*args, cwd=None):
     (["--config.bench.repeats=abc"],
      "flag --config.bench.repeats=abc: invalid literal for int()"),
     (["--config=experiments/configs/default.py:huge"], "Unknown preset 'huge'"),
-    (["--config.derive.method=measured"], "set --config.search.holdout"),
+    (["--config.derive.method=measured", "--config.search.holdout=0"],
+     "set --config.search.holdout"),
     (["--config.derive.method=best"], "--config.derive.method='best': use one of alpha, measured, proxy"),
     (["--baselines", "--baseline_names=random_arch,bert"],
      "--baseline_names=random_arch,bert: use some of"),
@@ -50,3 +51,43 @@ def test_data_stage_on_the_offline_default_from_another_cwd(tmp_path):
   assert result.returncode == 0, result.stderr
   assert "task rotten_tomatoes" in result.stdout
   assert "7677" in result.stdout and "853" in result.stdout
+
+
+@pytest.mark.parametrize("environ,libc,restarts", [
+    ({}, "glibc", True),
+    ({"GLIBC_TUNABLES": ""}, "glibc", False),  # the user's own settings, even none, stand
+    ({}, "", False),  # another C library (macOS): nothing to set
+])
+def test_a_command_restarts_once_with_the_malloc_tunables(monkeypatch, environ, libc,
+                                                          restarts):
+  from adabert_jax import cli
+
+  monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+  for name, value in environ.items():
+    monkeypatch.setenv(name, value)
+  monkeypatch.setattr(cli.platform, "libc_ver", lambda: (libc, ""))
+  calls = []
+  monkeypatch.setattr(cli.os, "execv", lambda path, argv: calls.append((path, argv)))
+  cli.restart_with_malloc_tunables()
+  assert calls == ([(sys.executable, sys.orig_argv)] if restarts else [])
+  assert os.environ.get("GLIBC_TUNABLES") == (cli.MALLOC_TUNABLES if restarts
+                                              else environ.get("GLIBC_TUNABLES"))
+
+
+def test_the_restarted_command_runs_with_the_malloc_tunables(tmp_path):
+  """A real restart: the command's process (the same pid) ends up with the tunables."""
+  script = tmp_path / "show.py"
+  script.write_text("import os, sys\n"
+                    "from adabert_jax import cli\n"
+                    "print(os.getpid(), os.environ.get('GLIBC_TUNABLES'))\n"
+                    "cli.restart_with_malloc_tunables()\n")
+  env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+  env["PYTHONPATH"] = REPO_ROOT
+  out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                       env=env, timeout=120, check=True).stdout.split("\n")
+  from adabert_jax import cli
+
+  assert out[0].split()[1] == "None"  # the first start, without them
+  assert out[1].split()[0] == out[0].split()[0]  # exec: the same process
+  assert out[1].split(None, 1)[1] == cli.MALLOC_TUNABLES
+  assert out[2] == ""  # and only once
