@@ -298,9 +298,9 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
     c.bench.repeats = 2
     c.bench.serving_requests = 50
   if preset == "quick":
-    # The demo's student reads 4 teacher-labelled copies of each sentence:
-    # labelling them and reading them are a third of the demo's time, so the count trades
-    # the student's accuracy against it (docs/search-on-cpu.md).
+    # The demo's student reads 4 teacher-labelled copies of each sentence: each copy costs
+    # a teacher pass in the augment stage and a pass of the student per epoch, so the count
+    # trades the demo's time against its student (docs/search-on-cpu.md).
     c.augment.copies = 4
     # A 100-step search cannot rank the cells, and alpha's rule then ships whatever alpha
     # drifted to (a parameter-free cell). So the demo derives as the :pairs preset does:
