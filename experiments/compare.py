@@ -9,6 +9,15 @@ interval and McNemar's exact p-value (adabert_jax/eval/compare.py). Writes
 
 A model is `teacher`, the name of a student folder of --workdir (student, random_arch, ...),
 or RUNDIR:name for one of another run on the same task data.
+
+Models trained several times (`--config.student.seed_offset`, one run directory per offset):
+--seed_runs lists those directories, each model is read from every one of them, and the
+table gives each model's dev accuracy per seed, its mean and SD, and the difference of the
+means against the first model, with an interval that resamples seeds and examples:
+
+  python experiments/compare.py --task=mrpc --glue_dir=../shared/glue --workdir=runs/mrpc_seeds0 \
+      --config=experiments/configs/default.py:pairs --models=student,plain_cnn,random_arch \
+      --seed_runs=runs/mrpc_seeds0,runs/mrpc_seeds1,runs/mrpc_seeds2
 """
 
 import os
@@ -27,6 +36,10 @@ from adabert_jax.train import sharding
 
 flags.DEFINE_list("models", "student,random_arch,plain_cnn,teacher",
                   "The models to compare, the first being the reference.")
+flags.DEFINE_list("seed_runs", [],
+                  "Run directories that each hold the same models trained with another "
+                  "seed; --models then names models by folder only, and the table gives "
+                  "means over these runs.")
 _CONFIG = cli.define_config_flag(cli.default_config("paper"))
 
 
@@ -62,6 +75,14 @@ def main(argv):
   workdir, specs = cli.require_workdir(), flags.FLAGS.models
   if len(specs) < 2:
     raise UserError("--models needs at least two models: the reference, then the others.")
+  seed_runs = flags.FLAGS.seed_runs
+  if seed_runs:
+    if len(seed_runs) < 2:
+      raise UserError("--seed_runs needs at least two run directories, one per seed.")
+    if any(":" in s for s in specs):
+      raise UserError("With --seed_runs, --models names models by folder only (student, "
+                      "plain_cnn, ...): each is read from every directory of --seed_runs.")
+    specs = [f"{run}:{s}" for run in seed_runs for s in flags.FLAGS.models]
   task, splits, _ = data_pipeline.load_task_data(config)
   dev = splits[task.main_dev_split]
   run_dirs = {s.rsplit(":", 1)[0] if ":" in s else workdir for s in specs}
@@ -70,6 +91,18 @@ def main(argv):
   mesh = sharding.make_mesh(1)
   correct = {s: predictions(s, workdir, config, dev, mesh) == dev["label"]
              for s in specs}
+  if seed_runs:
+    models = flags.FLAGS.models
+    by_model = {m: np.stack([correct[f"{run}:{m}"] for run in seed_runs]) for m in models}
+    rows = [(m, compare.seed_mean_comparison(by_model[models[0]], by_model[m]))
+            for m in models[1:]]
+    io_utils.save_json_atomic(os.path.join(workdir, "seed_comparison.json"),
+                              {"task": task.name, "split": task.main_dev_split,
+                               "data_files": data_files, "seed_runs": seed_runs,
+                               "reference": models[0], "comparisons": dict(rows)})
+    print(f"{task.name} {task.main_dev_split}, {len(seed_runs)} seeds a model:")
+    print(compare.format_seed_comparisons(models[0], rows))
+    return
   reference = specs[0]
   rows = [(s, compare.paired_comparison(correct[reference], correct[s])) for s in specs[1:]]
   io_utils.save_json_atomic(os.path.join(workdir, "comparison.json"),

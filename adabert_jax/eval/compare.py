@@ -62,3 +62,65 @@ def format_comparisons(reference: str, rows: list[tuple[str, dict]]) -> str:
                  f"[{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}] | "
                  f"{c['only_a_right']} / {c['only_b_right']} | {c['mcnemar_p']:.3f} |")
   return "\n".join(lines)
+
+
+def seed_mean_comparison(correct_a: np.ndarray, correct_b: np.ndarray, *, seed: int = 0,
+                         resamples: int = 10_000) -> dict:
+  """Two models, each trained several times (seeds), on the same examples: correct_a is
+  [seeds_a, examples] and correct_b [seeds_b, examples], per-example booleans.
+
+  Gives each model's accuracy per seed, mean and SD (ddof 1); the difference of the means
+  (a - b, points) with a 95% interval from a two-level bootstrap (each model's seeds
+  resampled on their own, the examples resampled together for both, so the interval holds
+  both the training noise and the dev sample's); and, over every pairing of an a-training
+  with a b-training, how many a wins, ties and loses. With 3 seeds a model the seed level
+  of the bootstrap sees little of the training noise's tail: read the interval as a floor.
+  """
+  correct_a, correct_b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+  if (correct_a.ndim != 2 or correct_b.ndim != 2 or correct_a.shape[1] != correct_b.shape[1]
+      or not correct_a.size or not correct_b.size):
+    raise ValueError(f"need two non-empty [seeds, examples] correctness arrays on the same "
+                     f"examples, got {correct_a.shape} and {correct_b.shape}")
+  (seeds_a, n), seeds_b = correct_a.shape, correct_b.shape[0]
+  acc_a, acc_b = 100.0 * correct_a.mean(axis=1), 100.0 * correct_b.mean(axis=1)
+  rng = np.random.default_rng(seed)
+  boot = []
+  for i in range(0, resamples, 1000):  # chunks, so resamples x n indices never sit in memory
+    m = min(1000, resamples - i)
+    examples = rng.integers(0, n, size=(m, n))
+    pick_a = rng.integers(0, seeds_a, size=(m, seeds_a))
+    pick_b = rng.integers(0, seeds_b, size=(m, seeds_b))
+    # Per-example correctness averaged over the resampled seeds, then over the resampled
+    # examples.
+    mean_a = correct_a[pick_a].mean(axis=1)  # [m, n]
+    mean_b = correct_b[pick_b].mean(axis=1)
+    rows = np.arange(m)[:, None]
+    boot.append((mean_a[rows, examples] - mean_b[rows, examples]).mean(axis=1))
+  boot = 100.0 * np.concatenate(boot)
+  pairs = acc_a[:, None] - acc_b[None, :]
+  sd = lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else float("nan")
+  return {"accuracies_a": acc_a.tolist(), "accuracies_b": acc_b.tolist(),
+          "mean_a": float(acc_a.mean()), "mean_b": float(acc_b.mean()),
+          "sd_a": sd(acc_a), "sd_b": sd(acc_b),
+          "difference": float(acc_a.mean() - acc_b.mean()),
+          "ci95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
+          "a_wins": int(np.sum(pairs > 0)), "ties": int(np.sum(pairs == 0)),
+          "b_wins": int(np.sum(pairs < 0)), "num_examples": n}
+
+
+def format_seed_comparisons(reference: str, rows: list[tuple[str, dict]]) -> str:
+  """Markdown: each model's dev accuracy per seed, mean and SD, and the difference of the
+  means against `reference` (reference - model) with its two-level bootstrap interval."""
+  fmt = lambda accs: ", ".join(f"{a:.2f}" for a in accs)
+  first = rows[0][1]
+  lines = ["| model | accuracy per seed | mean | SD | "
+           f"{reference} minus model (means) | 95% interval (seeds and examples resampled) | "
+           f"pairs of trainings: {reference} ahead / tied / behind |",
+           "|---|---|---|---|---|---|---|",
+           f"| {reference} | {fmt(first['accuracies_a'])} | {first['mean_a']:.2f} | "
+           f"{first['sd_a']:.2f} | | | |"]
+  for name, c in rows:
+    lines.append(f"| {name} | {fmt(c['accuracies_b'])} | {c['mean_b']:.2f} | {c['sd_b']:.2f} | "
+                 f"{c['difference']:+.2f} | [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}] | "
+                 f"{c['a_wins']} / {c['ties']} / {c['b_wins']} |")
+  return "\n".join(lines)

@@ -40,3 +40,42 @@ def test_paired_comparison_counts_differences_and_brackets_them():
   with pytest.raises(ValueError, match="equal"):
     compare.paired_comparison(truth_a, truth_a[:-1])
   assert math.isclose(c["accuracy_a"], 100 * truth_a.mean())
+
+
+def test_seed_mean_comparison_means_sds_wins_and_an_interval_that_holds_training_noise():
+  rng = np.random.default_rng(0)
+  n = 800
+  base = rng.random(n) < 0.85
+  # a: three trainings that agree on every example; b: three trainings that each lose a
+  # different number of a's right answers (so their accuracies differ by seed).
+  a = np.stack([base] * 3)
+  b = np.stack([base.copy() for _ in range(3)])
+  right = np.flatnonzero(base)
+  for s, lost in enumerate((8, 16, 40)):
+    b[s, right[:lost]] = False
+  c = compare.seed_mean_comparison(a, b, seed=1)
+  acc_b = [100 * (base.sum() - lost) / n for lost in (8, 16, 40)]
+  assert c["accuracies_a"] == pytest.approx([100 * base.mean()] * 3)
+  assert c["accuracies_b"] == pytest.approx(acc_b)
+  assert c["mean_b"] == pytest.approx(np.mean(acc_b))
+  assert c["sd_a"] == 0 and c["sd_b"] == pytest.approx(np.std(acc_b, ddof=1))
+  assert c["difference"] == pytest.approx(100 * base.mean() - np.mean(acc_b))
+  assert (c["a_wins"], c["ties"], c["b_wins"]) == (9, 0, 0)
+  assert c["ci95"][0] < c["difference"] < c["ci95"][1]
+  # The seed level of the bootstrap is what carries b's training noise: three identical
+  # trainings that each lose 21 examples (about b's mean of 21.3) give a narrower interval,
+  # although their per-example differences are more spread (21 examples at 1 against b's
+  # 8 at 1, 8 at 2/3 and 24 at 1/3), which alone would widen it.
+  b_same = np.stack([base.copy() for _ in range(3)])
+  b_same[:, right[:21]] = False
+  narrow = compare.seed_mean_comparison(a, b_same, seed=1)
+  assert narrow["sd_b"] == 0
+  assert (narrow["ci95"][1] - narrow["ci95"][0]) < (c["ci95"][1] - c["ci95"][0])
+  # One training each: the interval is the paired bootstrap's, up to resampling noise.
+  one = compare.seed_mean_comparison(a[:1], b[2:], seed=1)
+  paired = compare.paired_comparison(a[0], b[2], seed=1)
+  assert one["difference"] == pytest.approx(paired["difference"])
+  assert one["ci95"] == pytest.approx(paired["ci95"], abs=0.15)
+  assert math.isnan(one["sd_a"])
+  with pytest.raises(ValueError, match="same examples"):
+    compare.seed_mean_comparison(a, b[:, :-1])

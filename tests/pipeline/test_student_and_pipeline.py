@@ -138,6 +138,23 @@ def test_pipeline_end_to_end_and_rerun_reuses_every_stage(tiny_run):
       results["teacher"]["dev"]["accuracy"])
   assert comparison["plain_cnn"]["accuracy_a"] == pytest.approx(
       results["student"]["dev"]["accuracy"])
+  # Means over seeds: the same run given twice is two identical "seeds", so each model's SD
+  # is 0 and the difference of the means is the single run's paired difference.
+  seeds = subprocess.run(
+      [sys.executable, os.path.join(REPO_ROOT, "experiments", "compare.py"), *args[2:5],
+       "--models=student,plain_cnn", f"--seed_runs={run},{run}"],
+      capture_output=True, text=True, env=env, timeout=900)
+  assert seeds.returncode == 0, seeds.stderr[-3000:]
+  by_seed = json.load(open(run / "seed_comparison.json"))["comparisons"]["plain_cnn"]
+  assert by_seed["accuracies_a"] == [comparison["plain_cnn"]["accuracy_a"]] * 2
+  assert by_seed["sd_a"] == 0 and by_seed["sd_b"] == 0
+  assert by_seed["difference"] == pytest.approx(comparison["plain_cnn"]["difference"])
+  assert "| plain_cnn |" in seeds.stdout
+  mixed = subprocess.run(
+      [sys.executable, os.path.join(REPO_ROOT, "experiments", "compare.py"), *args[2:5],
+       f"--models=student,{run}:plain_cnn", f"--seed_runs={run},{run}"],
+      capture_output=True, text=True, env=env, timeout=900)
+  assert mixed.returncode == 2 and "names models by folder only" in mixed.stderr
   # A rerun (as after a kill between stages) redoes nothing.
   second = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
   assert second.returncode == 0, second.stderr[-3000:]
