@@ -72,8 +72,9 @@ def require_workdir() -> str:
 # temporaries in afresh, page by page: on 2 cores a quarter of a student's CPU time went to
 # the kernel. One arena that takes large buffers from its heap, handing memory back only
 # once 1 GB of it is free, keeps them mapped from one step to the next (docs/search-on-cpu.md:
-# the demo's times and peak memory, with other thresholds). glibc reads these only when a
-# process starts.
+# the demo's times and peak memory, with other thresholds). The price is memory: freed
+# blocks between live ones in the one heap cannot be handed back (an epoch of MRPC's search
+# peaks at twice the defaults'). glibc reads these only when a process starts.
 MALLOC_TUNABLES = ("glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:"
                    "glibc.malloc.trim_threshold=1073741824:glibc.malloc.top_pad=67108864")
 
