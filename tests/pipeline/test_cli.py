@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from adabert_jax import cli
 from tests.helpers import REPO_ROOT
 
 PIPELINE = os.path.join(REPO_ROOT, "experiments", "pipeline.py")
@@ -62,8 +63,6 @@ def test_data_stage_on_the_offline_default_from_another_cwd(tmp_path):
 ])
 def test_a_command_restarts_once_with_the_malloc_tunables(monkeypatch, environ, libc,
                                                           restarts):
-  from adabert_jax import cli
-
   monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
   for name, value in environ.items():
     monkeypatch.setenv(name, value)
@@ -88,8 +87,6 @@ def test_the_restarted_command_runs_with_the_malloc_tunables(tmp_path):
   env["PYTHONPATH"] = REPO_ROOT
   out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                        env=env, timeout=120, check=True).stdout.split("\n")
-  from adabert_jax import cli
-
   assert out[0].split()[1] == "None"  # the first start, without them
   assert out[1].split()[0] == out[0].split()[0]  # exec: the same process
   assert out[1].split(None, 1)[1] == cli.MALLOC_TUNABLES
