@@ -13,7 +13,8 @@ or RUNDIR:name for one of another run on the same task data.
 Models trained several times (`--config.student.seed_offset`, one run directory per offset):
 --seed_runs lists those directories, each model is read from every one of them, and the
 table gives each model's dev accuracy per seed, its mean and SD, and the difference of the
-means against the first model, with an interval that resamples seeds and examples:
+means against the first model, with an interval that resamples seeds and examples; for a
+task with another metric (MRPC's F1) a second table gives it per seed, with its mean and SD:
 
   python experiments/compare.py --task=mrpc --glue_dir=../shared/glue --workdir=runs/mrpc_seeds0 \
       --config=experiments/configs/default.py:pairs --models=student,plain_cnn,random_arch \
@@ -89,19 +90,26 @@ def main(argv):
   for run_dir in sorted(run_dirs):  # the same data for all, or refused
     data_files = stages.check_run_data(config, task, run_dir)
   mesh = sharding.make_mesh(1)
-  correct = {s: predictions(s, workdir, config, dev, mesh) == dev["label"]
-             for s in specs}
+  pred = {s: predictions(s, workdir, config, dev, mesh) for s in specs}
+  correct = {s: p == dev["label"] for s, p in pred.items()}
   if seed_runs:
     models = flags.FLAGS.models
     by_model = {m: np.stack([correct[f"{run}:{m}"] for run in seed_runs]) for m in models}
     rows = [(m, compare.seed_mean_comparison(by_model[models[0]], by_model[m]))
             for m in models[1:]]
+    task_metrics = {m: compare.seed_metrics(
+        task, np.stack([pred[f"{run}:{m}"] for run in seed_runs]), dev["label"])
+                    for m in models}
     io_utils.save_json_atomic(os.path.join(workdir, "seed_comparison.json"),
                               {"task": task.name, "split": task.main_dev_split,
                                "data_files": data_files, "seed_runs": seed_runs,
-                               "reference": models[0], "comparisons": dict(rows)})
+                               "reference": models[0], "comparisons": dict(rows),
+                               "metrics": task_metrics})
     print(f"{task.name} {task.main_dev_split}, {len(seed_runs)} seeds a model:")
     print(compare.format_seed_comparisons(models[0], rows))
+    other_metrics = compare.format_seed_metrics(task_metrics)
+    if other_metrics:
+      print(f"\nThe task's other metrics:\n{other_metrics}")
     return
   reference = specs[0]
   rows = [(s, compare.paired_comparison(correct[reference], correct[s])) for s in specs[1:]]

@@ -17,6 +17,9 @@ import math
 
 import numpy as np
 
+from adabert_jax.data import metrics
+from adabert_jax.data.tasks import Task
+
 
 def mcnemar_exact_p(only_a: int, only_b: int) -> float:
   """Two-sided exact McNemar p-value from the discordant counts (a right and b wrong, and
@@ -64,6 +67,11 @@ def format_comparisons(reference: str, rows: list[tuple[str, dict]]) -> str:
   return "\n".join(lines)
 
 
+def _sd(values) -> float:
+  """The sample SD (ddof 1) of one model's per-seed scores; NaN for a single seed."""
+  return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+
+
 def seed_mean_comparison(correct_a: np.ndarray, correct_b: np.ndarray, *, seed: int = 0,
                          resamples: int = 10_000) -> dict:
   """Two models, each trained several times (seeds), on the same examples: correct_a is
@@ -98,10 +106,9 @@ def seed_mean_comparison(correct_a: np.ndarray, correct_b: np.ndarray, *, seed: 
     boot.append((mean_a[rows, examples] - mean_b[rows, examples]).mean(axis=1))
   boot = 100.0 * np.concatenate(boot)
   pairs = acc_a[:, None] - acc_b[None, :]
-  sd = lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else float("nan")
   return {"accuracies_a": acc_a.tolist(), "accuracies_b": acc_b.tolist(),
           "mean_a": float(acc_a.mean()), "mean_b": float(acc_b.mean()),
-          "sd_a": sd(acc_a), "sd_b": sd(acc_b),
+          "sd_a": _sd(acc_a), "sd_b": _sd(acc_b),
           "difference": float(acc_a.mean() - acc_b.mean()),
           "ci95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
           "a_wins": int(np.sum(pairs > 0)), "ties": int(np.sum(pairs == 0)),
@@ -123,4 +130,33 @@ def format_seed_comparisons(reference: str, rows: list[tuple[str, dict]]) -> str
     lines.append(f"| {name} | {fmt(c['accuracies_b'])} | {c['mean_b']:.2f} | {c['sd_b']:.2f} | "
                  f"{c['difference']:+.2f} | [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}] | "
                  f"{c['a_wins']} / {c['ties']} / {c['b_wins']} |")
+  return "\n".join(lines)
+
+
+def seed_metrics(task: Task, preds: np.ndarray, label: np.ndarray) -> dict[str, dict]:
+  """One model trained once per seed, preds [seeds, examples] its predicted class ids: each
+  of the task's metrics (data/metrics.py: accuracy, and F1, Matthews or macro-F1 and the
+  main score where the task has them) per seed, with the mean and SD over the seeds."""
+  preds = np.asarray(preds)
+  if preds.ndim != 2 or preds.shape[1] != len(label) or not preds.size:
+    raise ValueError(f"need [seeds, examples] predictions for {len(label)} examples, got "
+                     f"{preds.shape}")
+  per_seed = [metrics.compute_metrics(task, p, label) for p in preds]
+  return {name: {"per_seed": [m[name] for m in per_seed],
+                 "mean": float(np.mean([m[name] for m in per_seed])),
+                 "sd": _sd([m[name] for m in per_seed])}
+          for name in per_seed[0] if name != "num_examples"}
+
+
+def format_seed_metrics(by_model: dict[str, dict[str, dict]]) -> str:
+  """Markdown: each model's metrics other than accuracy (which format_seed_comparisons
+  gives), per seed, with the mean and SD; '' where the task has no other metric."""
+  names = [n for n in next(iter(by_model.values())) if n != "accuracy"]
+  if names == ["score"]:  # the score is the accuracy
+    return ""
+  lines = ["| model | metric | per seed | mean | SD |", "|---|---|---|---|---|"]
+  for model, m in by_model.items():
+    for name in names:
+      lines.append(f"| {model} | {name} | {', '.join(f'{v:.2f}' for v in m[name]['per_seed'])}"
+                   f" | {m[name]['mean']:.2f} | {m[name]['sd']:.2f} |")
   return "\n".join(lines)

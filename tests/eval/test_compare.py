@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from adabert_jax.data import tasks
 from adabert_jax.eval import compare
 
 
@@ -79,3 +80,24 @@ def test_seed_mean_comparison_means_sds_wins_and_an_interval_that_holds_training
   assert math.isnan(one["sd_a"])
   with pytest.raises(ValueError, match="same examples"):
     compare.seed_mean_comparison(a, b[:, :-1])
+
+
+def test_seed_metrics_gives_f1_per_seed_with_mean_and_sd_and_no_table_for_accuracy_tasks():
+  label = np.array([1, 1, 1, 0, 0, 0, 1, 0])
+  preds = np.array([[1, 1, 1, 0, 0, 0, 1, 0],    # all right: F1 100
+                    [1, 1, 0, 0, 0, 1, 1, 0],    # tp 3, fp 1, fn 1: F1 6 / 8 = 75
+                    [0, 0, 0, 0, 0, 0, 0, 0]])   # no positive predicted: F1 0
+  mrpc = compare.seed_metrics(tasks.get_task("mrpc"), preds, label)
+  assert mrpc["f1"]["per_seed"] == pytest.approx([100.0, 75.0, 0.0])
+  assert mrpc["f1"]["mean"] == pytest.approx(175 / 3)
+  assert mrpc["f1"]["sd"] == pytest.approx(np.std([100, 75, 0], ddof=1))
+  assert mrpc["accuracy"]["per_seed"] == pytest.approx([100.0, 75.0, 50.0])
+  assert mrpc["score"]["per_seed"] == pytest.approx([100.0, 75.0, 25.0])
+  table = compare.format_seed_metrics({"student": mrpc})
+  assert "| student | f1 | 100.00, 75.00, 0.00 | 58.33 | 52.04 |" in table
+  assert "| accuracy |" not in table  # the accuracy table has it already
+  sst2 = compare.seed_metrics(tasks.get_task("sst2"), preds, label)
+  assert set(sst2) == {"accuracy", "score"}
+  assert compare.format_seed_metrics({"student": sst2}) == ""
+  with pytest.raises(ValueError, match="8 examples"):
+    compare.seed_metrics(tasks.get_task("mrpc"), preds[:, :-1], label)

@@ -145,7 +145,10 @@ def test_pipeline_end_to_end_and_rerun_reuses_every_stage(tiny_run):
        "--models=student,plain_cnn", f"--seed_runs={run},{run}"],
       capture_output=True, text=True, env=env, timeout=900)
   assert seeds.returncode == 0, seeds.stderr[-3000:]
-  by_seed = json.load(open(run / "seed_comparison.json"))["comparisons"]["plain_cnn"]
+  seed_json = json.load(open(run / "seed_comparison.json"))
+  by_seed = seed_json["comparisons"]["plain_cnn"]
+  assert seed_json["metrics"]["student"]["accuracy"]["per_seed"] == pytest.approx(
+      [comparison["plain_cnn"]["accuracy_a"]] * 2)
   assert by_seed["accuracies_a"] == [comparison["plain_cnn"]["accuracy_a"]] * 2
   assert by_seed["sd_a"] == 0 and by_seed["sd_b"] == 0
   assert by_seed["difference"] == pytest.approx(comparison["plain_cnn"]["difference"])
