@@ -31,6 +31,18 @@ def mcnemar_exact_p(only_a: int, only_b: int) -> float:
   return min(1.0, 2.0 * tail)
 
 
+def smallest_significant_gap(num_examples: int, discordant: int, level: float = 0.05
+                             ) -> float | None:
+  """The smallest accuracy difference (points) that McNemar's exact test calls significant
+  at `level` when two models disagree on `discordant` of `num_examples` examples: the most
+  even split of the discordant examples whose p-value is below the level. None if no split
+  of so few is (fewer than 6 at 0.05)."""
+  for ahead in range((discordant + 1) // 2, discordant + 1):
+    if mcnemar_exact_p(ahead, discordant - ahead) < level:
+      return 100.0 * (2 * ahead - discordant) / num_examples
+  return None
+
+
 def paired_comparison(correct_a: np.ndarray, correct_b: np.ndarray, *, seed: int = 0,
                       resamples: int = 10_000) -> dict:
   """Accuracy difference a - b (points), its paired bootstrap 95% interval, and McNemar's
@@ -58,12 +70,15 @@ def paired_comparison(correct_a: np.ndarray, correct_b: np.ndarray, *, seed: int
 def format_comparisons(reference: str, rows: list[tuple[str, dict]]) -> str:
   """Markdown: each model against `reference` (difference = reference - model)."""
   lines = [f"| model | accuracy | {reference} minus model (points) | paired 95% interval | "
-           f"only {reference} right / only model right | McNemar p |",
-           "|---|---|---|---|---|---|"]
+           f"only {reference} right / only model right | McNemar p | "
+           "the smallest difference p < 0.05 needs at this disagreement |",
+           "|---|---|---|---|---|---|---|"]
   for name, c in rows:
+    gap = smallest_significant_gap(c["num_examples"], c["only_a_right"] + c["only_b_right"])
     lines.append(f"| {name} | {c['accuracy_b']:.2f} | {c['difference']:+.2f} | "
                  f"[{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}] | "
-                 f"{c['only_a_right']} / {c['only_b_right']} | {c['mcnemar_p']:.3f} |")
+                 f"{c['only_a_right']} / {c['only_b_right']} | {c['mcnemar_p']:.3f} | "
+                 f"{'-' if gap is None else f'{gap:.2f}'} |")
   return "\n".join(lines)
 
 

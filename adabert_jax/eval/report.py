@@ -256,7 +256,9 @@ def _comparison_lines(comparisons: dict[str, dict]) -> list[str]:
       "",
       "The student against each model on the same dev examples: the accuracy difference "
       "with a paired bootstrap 95% interval, and McNemar's exact test on the examples only "
-      "one of the two gets right (p < 0.05: unlikely to be chance).",
+      "one of the two gets right (p < 0.05: unlikely to be chance); the last column is the "
+      "smallest difference that test would call significant with as many examples only one "
+      "of the two gets right.",
       "",
       format_comparisons("student", list(comparisons.items())),
       ""]

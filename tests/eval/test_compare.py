@@ -101,3 +101,31 @@ def test_seed_metrics_gives_f1_per_seed_with_mean_and_sd_and_no_table_for_accura
   assert compare.format_seed_metrics({"student": sst2}) == ""
   with pytest.raises(ValueError, match="8 examples"):
     compare.seed_metrics(tasks.get_task("mrpc"), preds[:, :-1], label)
+
+
+def test_smallest_significant_gap_is_the_most_even_split_mcnemar_rejects():
+  # 6 discordant: only 6 / 0 is significant (p = 2 / 64); 5 / 1 gives p = 14 / 64.
+  assert compare.smallest_significant_gap(100, 6) == pytest.approx(6.0)
+  assert compare.smallest_significant_gap(100, 5) is None  # 5 / 0: p = 2 / 32 = 0.0625
+  # 37 discordant of 872: 25 / 12 is the most even split below 0.05, 24 / 13 is not.
+  assert compare.mcnemar_exact_p(25, 12) < 0.05 <= compare.mcnemar_exact_p(24, 13)
+  assert compare.smallest_significant_gap(872, 37) == pytest.approx(100 * 13 / 872)
+  # More disagreement needs a larger gap; a stricter level too.
+  assert (compare.smallest_significant_gap(872, 80) > compare.smallest_significant_gap(872, 37)
+          < compare.smallest_significant_gap(872, 37, level=0.01))
+
+
+def test_format_comparisons_gives_the_gap_the_test_would_need():
+  a = np.zeros(872, bool)
+  b = np.zeros(872, bool)
+  a[:25] = True        # 25 examples only a gets right ...
+  b[25:37] = True      # ... 12 only b: McNemar p 0.047
+  table = compare.format_comparisons("student", [("plain_cnn", compare.paired_comparison(a, b))])
+  assert table.splitlines()[-1].endswith(
+      f"| 25 / 12 | {compare.mcnemar_exact_p(25, 12):.3f} | {100 * 13 / 872:.2f} |")
+  # Of 30 examples all discordant (25 / 5), the most even significant split is 21 / 9.
+  assert compare.mcnemar_exact_p(21, 9) < 0.05 <= compare.mcnemar_exact_p(20, 10)
+  few = compare.paired_comparison(a[:30], b[:30])
+  assert compare.format_comparisons("s", [("m", few)]).endswith(f"| {100 * 12 / 30:.2f} |")
+  none = compare.paired_comparison(a[:3], b[:3])  # 3 / 0: no split of 3 is significant
+  assert compare.format_comparisons("s", [("m", none)]).endswith("| - |")
