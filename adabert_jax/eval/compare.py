@@ -5,6 +5,8 @@ per-example correctness of two models' predictions.
   least this lopsided is if both were equally good (a two-sided binomial test at 1/2).
 - A paired bootstrap 95% interval for the accuracy difference (examples resampled together
   for both models, so what they share does not count as noise).
+- The smallest difference McNemar's test could call significant, given how many examples
+  the two models disagree on (smallest_significant_gap).
 
 On SST-2's 872 dev sentences an accuracy near 87% carries a binomial standard error of
 about 1.1 points on its own; the paired view is much tighter, but differences of a few
