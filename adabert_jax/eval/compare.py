@@ -159,10 +159,10 @@ def seed_metrics(task: Task, preds: np.ndarray, label: np.ndarray) -> dict[str, 
     raise ValueError(f"need [seeds, examples] predictions for {len(label)} examples, got "
                      f"{preds.shape}")
   per_seed = [metrics.compute_metrics(task, p, label) for p in preds]
-  return {name: {"per_seed": [m[name] for m in per_seed],
-                 "mean": float(np.mean([m[name] for m in per_seed])),
-                 "sd": _sd([m[name] for m in per_seed])}
-          for name in per_seed[0] if name != "num_examples"}
+  by_name = {name: [m[name] for m in per_seed] for name in per_seed[0]
+             if name != "num_examples"}
+  return {name: {"per_seed": values, "mean": float(np.mean(values)), "sd": _sd(values)}
+          for name, values in by_name.items()}
 
 
 def format_seed_metrics(by_model: dict[str, dict[str, dict]]) -> str:
