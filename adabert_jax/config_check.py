@@ -66,6 +66,7 @@ RANGES: dict[str, tuple] = {
     "search.arch_weight_decay": _AT_LEAST_0,
     "search.arch_warmup_epochs": _AT_LEAST_0,
     "search.alpha_regulariser": _AT_LEAST_0,
+    "search.arch_split": (0, 1, True, False),
     "search.holdout": _AT_LEAST_0,
     "search.train_subset": _AT_LEAST_0,
     "search.seed_offset": _AT_LEAST_0,

@@ -131,6 +131,12 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
   # lambda ramped linearly from 0 to this over the search; keeps an op's alpha from running
   # away before the others have trained. 0 = off.
   c.search.alpha_regulariser = 0.0
+  # 0: alpha and the weights learn from the same batch (the authors'). In (0, 1): this
+  # fraction of the search's training examples (and their augmented copies) is alpha's own,
+  # the rest the weights' (DARTS and GDAS split 0.5): each step takes the weights' gradient
+  # on a batch of theirs and alpha's on one of its own, so a step costs two passes and an
+  # epoch is a pass over the weights' part.
+  c.search.arch_split = 0.0
   c.search.checkpoint_every_steps = 200
   c.search.keep_checkpoints = 3
   c.search.max_steps = 0  # > 0: stop after this many steps (tests, quick looks)

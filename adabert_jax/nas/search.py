@@ -68,7 +68,7 @@ _ADDED_LATER = {"holdout": 0, "depth_mix": "logits", "layer_kd_map": "ceil",
                 "cost_norm": "max", "arch_weight_decay_mode": "decoupled",
                 "temperature_schedule": "exponential", "warmup_sampling": "gumbel",
                 "alpha_regulariser": 0.0, "train_data": "train", "seed_offset": 0,
-                "exact_match": False}
+                "exact_match": False, "arch_split": 0.0}
 
 TRAIN_DATA = ("train", "augmented")  # what the supernet trains on (config.search.train_data)
 
@@ -125,15 +125,56 @@ def search_and_holdout(config: ml_collections.ConfigDict,
   search.holdout examples of train kept out, then the search.train_subset of the rest,
   then (with `augmented`, stages.ensure_augmented's copies and their "source" rows) the
   copies of exactly those examples, so no copy of a held-out example reaches the search."""
+  rest, held = _search_rows(config, splits, knowledge)
+  return _with_copies(rest, augmented), held
+
+
+def weights_arch_and_holdout(config: ml_collections.ConfigDict,
+                             splits: dict[str, dict[str, np.ndarray]],
+                             knowledge: dict[str, dict],
+                             augmented: dict[str, np.ndarray] | None = None
+                             ) -> tuple[dict, dict | None, dict]:
+  """search_and_holdout's training examples split in two for search.arch_split > 0: (the
+  weights', alpha's, held out). A search.arch_split fraction of the rows, chosen at random,
+  is alpha's, with the copies of those rows; alpha's part is None at arch_split = 0."""
+  rest, held = _search_rows(config, splits, knowledge)
+  fraction = config.search.arch_split
+  if not fraction:
+    return _with_copies(rest, augmented), None, held
+  n = batching.num_examples(rest)
+  arch_rows = np.zeros(n, bool)
+  arch_rows[np.random.default_rng(config.seed + 11).permutation(n)[:round(fraction * n)]] = True
+  parts = [_with_copies({k: a[rows] for k, a in rest.items()}, augmented)
+           for rows in (~arch_rows, arch_rows)]
+  too_small = [name for name, part in zip(("weights'", "alpha's"), parts)
+               if batching.num_examples(part) < config.search.batch_size]
+  if too_small:
+    raise UserError(f"--config.search.arch_split={fraction} leaves the {too_small[0]} part "
+                    f"of the {n} search examples smaller than one batch "
+                    f"({config.search.batch_size}): move it towards 0.5.")
+  return parts[0], parts[1], held
+
+
+def _search_rows(config, splits, knowledge):
+  """(the search's training rows, the held-out rows), each with a "row" column (the index
+  in train) for the copies to find their sources by."""
   train = with_knowledge(splits["train"], knowledge["train"])
   train["row"] = np.arange(len(train["label"]))
   rest, held = batching.holdout_split(train, config.search.holdout, config.seed + 7)
   rest = batching.fixed_subset(rest, config.search.train_subset, config.seed)
-  rows, _ = rest.pop("row"), held.pop("row")
-  if augmented is not None:
-    keep = np.isin(augmented["source"], rows)
-    rest = {k: np.concatenate([rest[k], augmented[k][keep]]) for k in rest}
+  held.pop("row")
   return rest, held
+
+
+def _with_copies(rows: dict[str, np.ndarray], augmented: dict[str, np.ndarray] | None
+                 ) -> dict[str, np.ndarray]:
+  """The rows without their "row" column, plus (with `augmented`) the copies of them."""
+  rows = dict(rows)
+  row = rows.pop("row")
+  if augmented is None:
+    return rows
+  keep = np.isin(augmented["source"], row)
+  return {k: np.concatenate([rows[k], augmented[k][keep]]) for k in rows}
 
 
 def evaluate_fixed(params, emb_tables, arrays, sample, cfg: supernet.SupernetConfig,
@@ -190,7 +231,7 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
   if (cfg.train_data == "augmented") != (augmented is not None):
     raise ValueError(f"search.train_data={cfg.train_data!r} with "
                      f"{'no ' if augmented is None else ''}augmented copies passed")
-  train, _ = search_and_holdout(config, splits, knowledge, augmented)
+  train, arch_data, _ = weights_arch_and_holdout(config, splits, knowledge, augmented)
   dev = splits[task.main_dev_split]
   steps_per_epoch = batching.steps_per_epoch(train, cfg.batch_size)
   total_steps = steps_per_epoch * cfg.epochs
@@ -198,8 +239,13 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
     total_steps = min(total_steps, cfg.max_steps)
   cost_table = costs.op_cost_table(cfg.hidden, config.data.max_len, cfg.cost_norm)
   optimizer, search_cfg = step_schedules(cfg, setup, steps_per_epoch)
-  step_fn = search_step.make_search_step(setup.supernet, setup.loss, search_cfg, optimizer,
-                                         cost_table.normalised, donate_state=True)
+  if arch_data is None:
+    step_fn = search_step.make_search_step(setup.supernet, setup.loss, search_cfg, optimizer,
+                                           cost_table.normalised, donate_state=True)
+  else:
+    step_fn = search_step.make_separate_batches_step(
+        setup.supernet, setup.loss, search_cfg, optimizer, cost_table.normalised,
+        donate_state=True)
 
   base_key = jax.random.key(config.seed + cfg.seed_offset)
   init_key, data_key, search_key = (jax.random.fold_in(base_key, i) for i in range(3))
@@ -225,9 +271,27 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
   start_time, start_step = time.time(), step
   epoch_terms: list[dict] = []
 
+  def device_batch(batch):
+    return sharding.shard_batch(inputs.host_batch(batch, setup.supernet.input_mode), mesh)
+
+  if arch_data is not None:
+    # alpha's batches: its own part of the data, its own order (a key of its own), epoch
+    # after epoch, indexed by the step so a resumed run reads the same ones.
+    arch_batches = _BatchesByStep(lambda epoch, in_epoch: batching.epoch_batches(
+        arch_data, cfg.batch_size, jax.random.fold_in(base_key, 3), epoch,
+        config.data.max_len, bucket=cfg.bucket_lengths, start_step=in_epoch,
+        rows=sharding.process_rows(mesh, cfg.batch_size)),
+        batching.steps_per_epoch(arch_data, cfg.batch_size))
+  warmup_steps = steps_per_epoch * cfg.arch_warmup_epochs
+
   def train_step(state, batch, step):
-    batch = inputs.host_batch(batch, setup.supernet.input_mode)
-    state, metrics = step_fn(state, sharding.shard_batch(batch, mesh), emb, search_key, step)
+    if arch_data is None:
+      state, metrics = step_fn(state, device_batch(batch), emb, search_key, step)
+    else:
+      # No alpha batch while alpha is held still: its learning rate is 0 then.
+      arch_batch = (device_batch(arch_batches.at(step - warmup_steps))
+                    if step >= warmup_steps else None)
+      state, metrics = step_fn(state, device_batch(batch), arch_batch, emb, search_key, step)
     return state, jax.device_get(metrics)
 
   def on_step(step, epoch, state, metrics):
@@ -270,13 +334,30 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
                  elapsed, step - start_step, steps_per_epoch)
 
 
+class _BatchesByStep:
+  """Batches indexed by a step counter over epochs of `steps_per_epoch`: at(i) is always
+  the same batch, read in order from batches(epoch, in_epoch) (loop.Batches' signature),
+  which is reopened only on a jump (a resume) or at an epoch's start."""
+
+  def __init__(self, batches: loop.Batches, steps_per_epoch: int):
+    self._batches, self._steps_per_epoch = batches, steps_per_epoch
+    self._iterator, self._next = None, None
+
+  def at(self, i: int) -> dict[str, np.ndarray]:
+    epoch, in_epoch = divmod(i, self._steps_per_epoch)
+    if i != self._next or in_epoch == 0:
+      self._iterator = iter(self._batches(epoch, in_epoch))
+    self._next = i + 1
+    return next(self._iterator)
+
+
 def _epoch_record(arch, cfg: supernet.SupernetConfig, terms: list[dict], *, epoch: int,
                   step: int) -> dict:
   arch = jax.device_get(arch)
   # A fair step runs every cell and trains every head, so it has no sampled depth.
   depths = np.bincount([int(t["depth"]) for t in terms if not t["fair"]],
                        minlength=cfg.k_max + 1)[1:]
-  return {
+  record = {
       "epoch": epoch, "step": step,
       "op_probs": genotype_lib.op_probabilities(arch).round(5).tolist(),
       "depth_probs": np.asarray(jax.nn.softmax(arch["alpha_depth"])).round(5).tolist(),
@@ -286,6 +367,11 @@ def _epoch_record(arch, cfg: supernet.SupernetConfig, terms: list[dict], *, epoc
                for name in ("total", "ce", "kd", "kd_layers", "kd_final", "efficiency")},
       "temperature": float(terms[-1]["temperature"]) if terms else float("nan"),
   }
+  # search.arch_split > 0: the loss on alpha's own batches (none in the arch warm-up)
+  arch_losses = [t["arch_batch_total"] for t in terms if "arch_batch_total" in t]
+  if arch_losses:
+    record["loss"]["arch_batch_total"] = float(np.mean(arch_losses))
+  return record
 
 
 def _finish(config, task, setup, state, history, cost_table, teacher_result, out_dir,

@@ -1,8 +1,10 @@
 """The search update: one architecture sample, the AdaBERT loss, one update of both groups.
 
 First-order DARTS as in the authors' code: the op weights and the architecture logits are
-updated in the same step from the same training batch (no unrolled bilevel step), each group
-by its own optimizer through optax.partition on the params' top-level key:
+updated in the same step from the same training batch (no unrolled bilevel step; search_step).
+make_separate_batches_step takes alpha's gradient from a batch of its own instead (DARTS's
+and GDAS's split of the training data). Each group has its own optimizer, through
+optax.partition on the params' top-level key:
   "weights": clip global norm 5 -> L2 weight decay 3e-4 (added to the gradient, as torch SGD)
              -> SGD momentum 0.9, lr 0.02 cosine-decayed to 0 over total_steps;
   "arch":    Adam lr 3e-4, b1 0.5, b2 0.999, weight decay 1e-3: "coupled" (the authors' torch
@@ -144,57 +146,100 @@ def search_loss(params: Params, emb_tables: dict[str, jax.Array], batch: dict[st
   return losses.adabert_loss(outputs, batch, sample, op_costs, loss_cfg, per_head)
 
 
+def _step_loss(params: Params, batch: dict[str, Any], emb_tables: dict[str, jax.Array],
+               key: jax.Array, draw_key: jax.Array, step: jax.Array | int, *,
+               supernet_cfg: supernet.SupernetConfig, loss_cfg: losses.LossConfig,
+               search_cfg: SearchConfig, op_costs: Any, sampler: Sampler
+               ) -> tuple[jax.Array, tuple[dict, dict]]:
+  """The loss a search step differentiates: (total, (terms, sample)). draw_key draws the
+  architecture and the dropout; the run's base `key` and the step number set the fair
+  warm-up's orders, and the step the temperature and the regulariser's weight."""
+  sample_key, dropout_key = jax.random.split(draw_key)
+  # Sampling inside the differentiated function: the straight-through one-hots carry the
+  # gradient back to alpha.
+  sample = sampler(sample_key, params["arch"], search_cfg.temperature(step))
+  in_fair_warmup = (step < search_cfg.fair_warmup_steps if search_cfg.fair_warmup_steps
+                    else False)
+  if search_cfg.fair_warmup_steps:
+    fair = gumbel.fair_sample(key, params["arch"], step)
+    sample = jax.tree.map(lambda f, s: jnp.where(in_fair_warmup, f, s), fair, sample)
+  # Fair steps mix every head's loss (fair_sample's uniform depth weights), so every head
+  # trains whatever loss_cfg.depth_mix is.
+  total, terms = search_loss(params, emb_tables, batch, sample, dropout_key,
+                             supernet_cfg=supernet_cfg, loss_cfg=loss_cfg, op_costs=op_costs,
+                             per_head=in_fair_warmup)
+  if search_cfg.alpha_regulariser:
+    terms = {**terms, "alpha_regulariser": alpha_regulariser(params["arch"])}
+    total = total + search_cfg.regulariser_weight(step) * terms["alpha_regulariser"]
+  return total, (terms, sample)
+
+
+def _step_metrics(terms: dict, sample: dict, grads: Params, step: jax.Array | int,
+                  search_cfg: SearchConfig) -> Metrics:
+  metrics = dict(terms)
+  metrics.update(
+      temperature=search_cfg.temperature(step),
+      depth=sample["depth_index"] + 1,
+      # every cell ran and every head's loss counted
+      fair=jnp.asarray(step < search_cfg.fair_warmup_steps if search_cfg.fair_warmup_steps
+                       else False),
+      ops_index=sample["ops_index"],
+      weights_grad_norm=optax.tree.norm(grads["weights"]),
+      arch_grad_norm=optax.tree.norm(grads["arch"]),
+  )
+  return metrics
+
+
 def search_step(state: SearchState, batch: dict[str, Any], emb_tables: dict[str, jax.Array],
                 key: jax.Array, step: jax.Array | int, *,
                 supernet_cfg: supernet.SupernetConfig, loss_cfg: losses.LossConfig,
                 search_cfg: SearchConfig, optimizer: optax.GradientTransformation,
                 op_costs: Any, sampler: Sampler = gumbel.sample_architecture
                 ) -> tuple[SearchState, Metrics]:
-  """One search update. `key` is the run's base key; it is folded with `step`, so the same
-  (key, step) always draws the same architecture and dropout.
+  """One search update, both groups from the same batch (the authors'). `key` is the run's
+  base key; it is folded with `step`, so the same (key, step) always draws the same
+  architecture and dropout.
 
   sampler(key, arch_params, temperature) -> sample draws the architecture (the hard
   straight-through Gumbel-softmax by default; the benchmark substitutes one that pins the
   indices to count a fixed sample's FLOPs).
   """
-  step_key = jax.random.fold_in(key, step)
-  sample_key, dropout_key = jax.random.split(step_key)
-  temperature = search_cfg.temperature(step)
-  loss_fn = functools.partial(search_loss, supernet_cfg=supernet_cfg, loss_cfg=loss_cfg,
-                              op_costs=op_costs)
-
-  in_fair_warmup = (step < search_cfg.fair_warmup_steps if search_cfg.fair_warmup_steps
-                    else False)
-
-  def loss_of_params(params):
-    # Sampling inside the differentiated function: the straight-through one-hots carry the
-    # gradient back to alpha.
-    sample = sampler(sample_key, params["arch"], temperature)
-    if search_cfg.fair_warmup_steps:
-      fair = gumbel.fair_sample(key, params["arch"], step)
-      sample = jax.tree.map(lambda f, s: jnp.where(in_fair_warmup, f, s), fair, sample)
-    # Fair steps mix every head's loss (fair_sample's uniform depth weights), so every
-    # head trains whatever loss_cfg.depth_mix is.
-    total, terms = loss_fn(params, emb_tables, batch, sample, dropout_key,
-                           per_head=in_fair_warmup)
-    if search_cfg.alpha_regulariser:
-      terms = {**terms, "alpha_regulariser": alpha_regulariser(params["arch"])}
-      total = total + search_cfg.regulariser_weight(step) * terms["alpha_regulariser"]
-    return total, (terms, sample)
-
-  (_, (terms, sample)), grads = jax.value_and_grad(loss_of_params, has_aux=True)(state.params)
+  loss_fn = functools.partial(_step_loss, supernet_cfg=supernet_cfg, loss_cfg=loss_cfg,
+                              search_cfg=search_cfg, op_costs=op_costs, sampler=sampler)
+  (_, (terms, sample)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params, batch, emb_tables, key, jax.random.fold_in(key, step), step)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = dict(terms)
-  metrics.update(
-      temperature=temperature,
-      depth=sample["depth_index"] + 1,
-      fair=jnp.asarray(in_fair_warmup),  # every cell ran and every head's loss counted
-      ops_index=sample["ops_index"],
-      weights_grad_norm=optax.tree.norm(grads["weights"]),
-      arch_grad_norm=optax.tree.norm(grads["arch"]),
-  )
-  return SearchState(params=params, opt_state=opt_state), metrics
+  return (SearchState(params=params, opt_state=opt_state),
+          _step_metrics(terms, sample, grads, step, search_cfg))
+
+
+def group_gradient(params: Params, batch: dict[str, Any], emb_tables: dict[str, jax.Array],
+                   key: jax.Array, step: jax.Array | int, *, group: str,
+                   supernet_cfg: supernet.SupernetConfig, loss_cfg: losses.LossConfig,
+                   search_cfg: SearchConfig, op_costs: Any,
+                   sampler: Sampler = gumbel.sample_architecture
+                   ) -> tuple[Params, dict, dict]:
+  """(the gradient of one group, "weights" or "arch", terms, sample) on `batch`: half of a
+  step with separate batches (make_separate_batches_step). The weights' half draws its
+  architecture and dropout as search_step does; alpha's half draws its own."""
+  draw_key = jax.random.fold_in(key, step)
+  if group == "arch":
+    draw_key = jax.random.fold_in(draw_key, 1)
+
+  def loss_of_group(subtree):
+    return _step_loss({**params, group: subtree}, batch, emb_tables, key, draw_key, step,
+                      supernet_cfg=supernet_cfg, loss_cfg=loss_cfg, search_cfg=search_cfg,
+                      op_costs=op_costs, sampler=sampler)
+
+  (_, (terms, sample)), grad = jax.value_and_grad(loss_of_group, has_aux=True)(params[group])
+  return grad, terms, sample
+
+
+def apply_gradients(state: SearchState, grads: Params, *,
+                    optimizer: optax.GradientTransformation) -> SearchState:
+  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  return SearchState(params=optax.apply_updates(state.params, updates), opt_state=opt_state)
 
 
 def make_search_step(supernet_cfg: supernet.SupernetConfig, loss_cfg: losses.LossConfig,
@@ -214,3 +259,41 @@ def make_search_step(supernet_cfg: supernet.SupernetConfig, loss_cfg: losses.Los
   if not jit:
     return fn
   return jax.jit(fn, donate_argnums=(0,) if donate_state else ())
+
+
+def make_separate_batches_step(supernet_cfg: supernet.SupernetConfig,
+                               loss_cfg: losses.LossConfig, search_cfg: SearchConfig,
+                               optimizer: optax.GradientTransformation, op_costs: Any, *,
+                               donate_state: bool = False,
+                               sampler: Sampler = gumbel.sample_architecture
+                               ) -> Callable[..., tuple[SearchState, Metrics]]:
+  """A search update with alpha's gradient from its own batch (DARTS's and GDAS's split;
+  config search.arch_split): fn(state, batch, arch_batch, emb_tables, key, step) ->
+  (state, metrics). Both gradients are taken at the same params and applied in one
+  optimizer update, so the step differs from search_step only in where alpha's gradient
+  comes from. arch_batch=None (alpha held still, e.g. in the arch warm-up) gives alpha a
+  zero gradient and skips its forward pass.
+
+  The halves and the update are jitted apart, so each compiles once per batch shape
+  (length bucket) instead of once per pair of shapes.
+  """
+  kwargs = dict(supernet_cfg=supernet_cfg, loss_cfg=loss_cfg, search_cfg=search_cfg,
+                op_costs=jnp.asarray(op_costs, jnp.float32), sampler=sampler)
+  weights_half = jax.jit(functools.partial(group_gradient, group="weights", **kwargs))
+  arch_half = jax.jit(functools.partial(group_gradient, group="arch", **kwargs))
+  update = jax.jit(functools.partial(apply_gradients, optimizer=optimizer),
+                   donate_argnums=(0,) if donate_state else ())
+
+  def step_fn(state, batch, arch_batch, emb_tables, key, step):
+    weights_grad, terms, sample = weights_half(state.params, batch, emb_tables, key, step)
+    if arch_batch is None:
+      arch_grad, arch_terms = jax.tree.map(jnp.zeros_like, state.params["arch"]), None
+    else:
+      arch_grad, arch_terms, _ = arch_half(state.params, arch_batch, emb_tables, key, step)
+    grads = {"weights": weights_grad, "arch": arch_grad}
+    metrics = _step_metrics(terms, sample, grads, step, search_cfg)
+    if arch_terms is not None:
+      metrics["arch_batch_total"] = arch_terms["total"]
+    return update(state, grads), metrics
+
+  return step_fn

@@ -95,14 +95,21 @@ def test_history_counts_fair_steps_apart_from_sampled_depths(prepared, tiny_bert
       (8, 0), (0, 8)]  # 8 steps an epoch: the first epoch fair, the second alpha's
 
 
+@pytest.mark.parametrize("arch_split", [0.0, 0.5])
 def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(prepared, tiny_bert_dir,
-                                                                  tmp_path):
+                                                                  tmp_path, arch_split):
+  """Also with alpha's own batches (arch_split), which must be read again from where the
+  stopped run left them."""
   straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
-  _search(_config(tiny_bert_dir, max_steps=12), prepared, straight)
+  # 4 steps an epoch at arch_split 0.5 (3 epochs), so 12 steps cross epochs of both parts
+  def config(max_steps):
+    return _config(tiny_bert_dir, max_steps=max_steps, epochs=3, arch_split=arch_split)
+
+  _search(config(12), prepared, straight)
   # Stop after 5 steps (checkpointed at the stop), then run the same search to 12 steps.
-  first = _search(_config(tiny_bert_dir, max_steps=5), prepared, resumed)
+  first = _search(config(5), prepared, resumed)
   assert first["steps_this_run"] == 5
-  second = _search(_config(tiny_bert_dir, max_steps=12), prepared, resumed)
+  second = _search(config(12), prepared, resumed)
   assert second["steps_this_run"] == 7  # picked up at step 5
   a, b = _final_params(straight), _final_params(resumed)
   jax.tree.map(np.testing.assert_array_equal, a, b)  # bitwise on CPU
@@ -223,6 +230,59 @@ def test_search_on_augmented_copies_leaves_out_the_held_out_examples(train_subse
   assert not np.isin(copied_rows, held["input_ids"][:, 0]).any()
   # The copies keep their own knowledge.
   assert train["teacher_logits"][len(originals):].min() == 1.0
+
+
+def test_arch_split_gives_alpha_its_own_rows_with_their_copies():
+  """search.arch_split: a fraction of the search's rows is alpha's, the copies follow their
+  source row, nothing held out gets into either part, and at 0 nothing changes."""
+  n, copies = 80, 3
+  splits, knowledge = _numbered_train(n)
+  source = np.tile(np.arange(n, dtype=np.int32), copies)
+  augmented = {"input_ids": splits["train"]["input_ids"][source] + 1000,
+               "token_type_ids": np.zeros((n * copies, 4), np.int32),
+               "attention_mask": np.ones((n * copies, 4), np.int32),
+               "label": source % 2, "teacher_logits": np.ones((n * copies, 2), np.float32),
+               "probe_logits": np.ones((n * copies, 3, 2), np.float32), "source": source}
+  config = load_config("tiny")
+  config.search.update(holdout=20, batch_size=8)
+  together, held = search.search_and_holdout(config, splits, knowledge, augmented)
+  weights, arch, held_again = search.weights_arch_and_holdout(config, splits, knowledge,
+                                                              augmented)
+  assert arch is None
+  jax.tree.map(np.testing.assert_array_equal, weights, together)
+
+  config.search.arch_split = 0.25
+  weights, arch, held_again = search.weights_arch_and_holdout(config, splits, knowledge,
+                                                              augmented)
+  np.testing.assert_array_equal(held["input_ids"], held_again["input_ids"])
+  rows = {}
+  for name, part in (("weights", weights), ("arch", arch)):
+    first = part["input_ids"][:, 0]
+    rows[name] = first[first < 1000]
+    np.testing.assert_array_equal(np.sort(first[first >= 1000] - 1000),
+                                  np.sort(np.repeat(rows[name], copies)))
+  assert len(rows["arch"]) == 15 and len(rows["weights"]) == 45  # 0.25 of the 60 rows
+  assert not np.isin(rows["arch"], rows["weights"]).any()
+  np.testing.assert_array_equal(np.sort(np.concatenate(list(rows.values()))),
+                                np.sort(together["input_ids"][:, 0][:60]))
+  assert not np.isin(rows["arch"], held["input_ids"][:, 0]).any()
+
+  config.search.arch_split = 0.02  # one row and its 3 copies: less than a batch of 8
+  with pytest.raises(UserError, match="arch_split=0.02 leaves the alpha's part"):
+    search.weights_arch_and_holdout(config, splits, knowledge, augmented)
+
+
+def test_arch_split_search_reads_alphas_batches_after_the_warmup(prepared, tiny_bert_dir,
+                                                                  tmp_path):
+  config = _config(tiny_bert_dir, arch_split=0.5, arch_warmup_epochs=1)
+  result = _search(config, prepared, str(tmp_path))
+  history = [json.loads(l) for l in open(os.path.join(str(tmp_path), "search",
+                                                      "history.jsonl"))]
+  # 64 examples, half of them the weights': 4 steps an epoch; alpha's batches after epoch 0
+  assert [sum(h["sampled_depths"].values()) for h in history] == [4, 4]
+  assert ["arch_batch_total" in h["loss"] for h in history] == [False, True]
+  assert result["fingerprint"]["search"]["arch_split"] == 0.5
+  assert result["steps_this_run"] == 8
 
 
 def test_search_on_augmented_copies_runs_the_augment_stage_first(prepared, tiny_bert_dir,

@@ -246,3 +246,52 @@ def test_alpha_regulariser_enters_the_step(setup):
       float(search_step.alpha_regulariser({"alpha_ops": alpha})), rel=1e-6)
   assert float(out[3.0][1]["arch_grad_norm"]) != float(out[0.0][1]["arch_grad_norm"])
   chex.assert_trees_all_equal(out[3.0][0].params["weights"], out[0.0][0].params["weights"])
+
+
+def test_separate_batches_step_takes_alphas_gradient_from_its_own_batch(setup):
+  """search.arch_split: alpha's update reads alpha's batch alone, the weights' update the
+  weights' batch alone, and the weights' half is the same-batch step's (the authors')."""
+  emb_tables, op_costs = setup
+  optimizer = search_step.make_optimizer(search_step.OptimizerConfig(arch_lr=0.05), STEPS)
+  state = search_step.init_search_state(jax.random.key(0), CFG, TEACHER_WIDTH, CLASSES,
+                                        optimizer)
+  search_cfg = search_step.SearchConfig(total_steps=STEPS)
+  step_fn = search_step.make_separate_batches_step(CFG, losses.LossConfig(), search_cfg,
+                                                   optimizer, op_costs)
+  key = jax.random.key(3)
+  a, b, c = _batch(0), _batch(2), _batch(4)  # single sentences, one shape
+  ab, ab_metrics = step_fn(state, a, b, emb_tables, key, 5)
+  cb, _ = step_fn(state, c, b, emb_tables, key, 5)
+  ac, _ = step_fn(state, a, c, emb_tables, key, 5)
+
+  def differs(x, y):
+    return any(jax.tree.leaves(jax.tree.map(lambda u, v: not np.array_equal(u, v), x, y)))
+
+  chex.assert_trees_all_equal(ab.params["arch"], cb.params["arch"])
+  chex.assert_trees_all_equal(ab.params["weights"], ac.params["weights"])
+  assert differs(ab.params["arch"], ac.params["arch"])
+  assert differs(ab.params["weights"], cb.params["weights"])
+  assert float(ab_metrics["arch_batch_total"]) != float(ab_metrics["total"])
+  same_batch = search_step.make_search_step(CFG, losses.LossConfig(), search_cfg, optimizer,
+                                            op_costs)
+  same, same_metrics = same_batch(state, a, emb_tables, key, 5)
+  chex.assert_trees_all_close(same.params["weights"], ab.params["weights"], atol=1e-6)
+  assert float(same_metrics["total"]) == pytest.approx(float(ab_metrics["total"]), rel=1e-6)
+  # With alpha's batch the same as the weights', alpha still draws its own architecture.
+  aa, _ = step_fn(state, a, a, emb_tables, key, 5)
+  assert differs(aa.params["arch"], same.params["arch"])
+
+
+def test_separate_batches_step_without_alphas_batch_holds_alpha_in_the_warmup(setup):
+  emb_tables, op_costs = setup
+  optimizer = search_step.make_optimizer(search_step.OptimizerConfig(), STEPS,
+                                         arch_warmup_steps=10)
+  state = search_step.init_search_state(jax.random.key(0), CFG, TEACHER_WIDTH, CLASSES,
+                                        optimizer)
+  step_fn = search_step.make_separate_batches_step(
+      CFG, losses.LossConfig(), search_step.SearchConfig(total_steps=STEPS), optimizer,
+      op_costs)
+  after, metrics = step_fn(state, _batch(0), None, emb_tables, jax.random.key(3), 2)
+  chex.assert_trees_all_equal(after.params["arch"], state.params["arch"])
+  assert "arch_batch_total" not in metrics and float(metrics["arch_grad_norm"]) == 0
+  assert float(metrics["weights_grad_norm"]) > 0
