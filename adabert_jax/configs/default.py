@@ -106,7 +106,9 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
   # max (params and FLOPs over their maximum, 0 to 1).
   c.search.cost_norm = "softmax"
   # Gumbel-softmax temperature: per_epoch (the authors': max(start e^(-rate epoch), end)) |
-  # exponential (start to end over the whole search, per step).
+  # exponential (start to end over the whole search, per step, in equal ratios) | linear
+  # (start to end in equal steps, per step; GDAS goes 10 to 0.1). The forward sample is the
+  # argmax whatever the temperature: it shapes only the gradient that reaches alpha.
   c.search.temperature_schedule = "per_epoch"
   c.search.temperature_start = 1.0
   c.search.temperature_end = 0.2

@@ -65,7 +65,7 @@ def fair_sample(key: jax.Array, arch_params: dict[str, Any], step: jax.Array | i
           "depth_index": depth_index}
 
 
-TEMPERATURE_SCHEDULES = ("per_epoch", "exponential")
+TEMPERATURE_SCHEDULES = ("per_epoch", "exponential", "linear")
 WARMUP_SAMPLINGS = ("gumbel", "fair")  # how the arch warm-up samples: from alpha, or fair_sample
 
 
@@ -77,6 +77,8 @@ def temperature_at(step: jax.Array | int, total_steps: int, start: float = 1.0,
   "exponential": start * (end / start) ** (step / total_steps), held at `end` after; equal
     steps in log-temperature, since the sampling sharpness depends on the ratio between
     temperatures, reaching `end` whatever the search's length.
+  "linear": start + (end - start) * step / total_steps, held at `end` after (GDAS's
+    schedule, there 10 to 0.1, set per epoch).
   "per_epoch" (the authors' code): max(start * exp(-anneal_rate * epoch), end), constant
     within an epoch (epoch = step // steps_per_epoch); `end` is a floor that a short search
     may never reach (e^(-0.02 * 80) = 0.2 after the paper's 80 epochs).
@@ -89,6 +91,8 @@ def temperature_at(step: jax.Array | int, total_steps: int, start: float = 1.0,
   if schedule == "exponential":
     progress = jnp.clip(step / total_steps, 0.0, 1.0)
     return start * (end / start) ** progress
+  if schedule == "linear":
+    return start + (end - start) * jnp.clip(step / total_steps, 0.0, 1.0)
   if schedule == "per_epoch":
     if steps_per_epoch <= 0:
       raise ValueError(f"the per_epoch schedule needs steps_per_epoch > 0, got "

@@ -81,8 +81,8 @@ def search_fingerprint(config: ml_collections.ConfigDict, teacher_checkpoint_id:
   search_fields["exact_match"] = setup_from_config(config.search, is_pair).supernet.exact_match
   search_fields = {k: v for k, v in search_fields.items()
                    if k not in _ADDED_LATER or v != _ADDED_LATER[k]}
-  if search_fields.get("temperature_schedule", "exponential") == "exponential":
-    search_fields.pop("temperature_anneal_rate", None)  # unused by that schedule
+  if search_fields.get("temperature_schedule", "exponential") != "per_epoch":
+    search_fields.pop("temperature_anneal_rate", None)  # unused by the other schedules
   fingerprint = {"search": search_fields, "teacher_checkpoint_id": teacher_checkpoint_id,
                  "max_len": config.data.max_len, "train_subset": config.data.train_subset,
                  "seed": config.seed, "task": config.task}

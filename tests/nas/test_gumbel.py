@@ -69,6 +69,18 @@ def test_temperature_schedule_is_exponential_from_start_to_end():
     gumbel.temperature_at(0, 0)
 
 
+def test_linear_schedule_is_gdas_equal_steps_from_start_to_end():
+  at = lambda step: float(gumbel.temperature_at(  # noqa: E731
+      step, 200, 10.0, 0.1, schedule="linear"))
+  assert at(0) == pytest.approx(10.0)
+  assert at(100) == pytest.approx(5.05, rel=1e-6)  # halfway: the mean, not the geometric 1.0
+  assert at(150) == pytest.approx(2.575, rel=1e-6)
+  assert at(200) == at(1_000) == pytest.approx(0.1, rel=1e-5)  # float32
+  temps = jax.jit(lambda s: gumbel.temperature_at(s, 200, 10.0, 0.1, schedule="linear"))(
+      jnp.arange(201))
+  np.testing.assert_allclose(np.diff(np.asarray(temps)), -9.9 / 200, rtol=1e-4)
+
+
 def test_per_epoch_schedule_is_the_authors_max_of_exp_decay_and_floor():
   # autokd-torch search.py: max(initial * exp(-anneal_rate * epoch), min), set per epoch.
   at = lambda step: float(gumbel.temperature_at(  # noqa: E731

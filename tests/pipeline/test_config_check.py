@@ -46,7 +46,8 @@ def test_every_preset_passes(preset):
     ("search.depth_mix", "mean", "--config.search.depth_mix='mean': use one of losses, logits."),
     ("search.cost_norm", "sum", "--config.search.cost_norm='sum': use one of max, softmax."),
     ("search.temperature_schedule", "cosine",
-     "--config.search.temperature_schedule='cosine': use one of per_epoch, exponential."),
+     "--config.search.temperature_schedule='cosine': use one of per_epoch, exponential, "
+     "linear."),
     ("search.arch_weight_decay_mode", "l2",
      "--config.search.arch_weight_decay_mode='l2': use one of coupled, decoupled."),
     ("search.layer_kd_map", "floor", "--config.search.layer_kd_map='floor': use one of"),
