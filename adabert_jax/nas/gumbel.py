@@ -88,11 +88,11 @@ def temperature_at(step: jax.Array | int, total_steps: int, start: float = 1.0,
   if start <= 0 or end <= 0:
     raise ValueError(f"temperatures must be positive, got start={start}, end={end}")
   step = jnp.asarray(step, jnp.float32)
+  progress = jnp.clip(step / total_steps, 0.0, 1.0)  # the exponential and linear schedules'
   if schedule == "exponential":
-    progress = jnp.clip(step / total_steps, 0.0, 1.0)
     return start * (end / start) ** progress
   if schedule == "linear":
-    return start + (end - start) * jnp.clip(step / total_steps, 0.0, 1.0)
+    return start + (end - start) * progress
   if schedule == "per_epoch":
     if steps_per_epoch <= 0:
       raise ValueError(f"the per_epoch schedule needs steps_per_epoch > 0, got "

@@ -72,6 +72,9 @@ class SearchConfig:
                                  anneal_rate=self.temperature_anneal_rate,
                                  steps_per_epoch=self.steps_per_epoch)
 
+  def in_fair_warmup(self, step: jax.Array | int) -> jax.Array | bool:
+    return step < self.fair_warmup_steps if self.fair_warmup_steps else False
+
   def regulariser_weight(self, step: jax.Array | int) -> jax.Array:
     progress = jnp.clip(jnp.asarray(step, jnp.float32) / self.total_steps, 0.0, 1.0)
     return self.alpha_regulariser * progress
@@ -158,8 +161,7 @@ def _step_loss(params: Params, batch: dict[str, Any], emb_tables: dict[str, jax.
   # Sampling inside the differentiated function: the straight-through one-hots carry the
   # gradient back to alpha.
   sample = sampler(sample_key, params["arch"], search_cfg.temperature(step))
-  in_fair_warmup = (step < search_cfg.fair_warmup_steps if search_cfg.fair_warmup_steps
-                    else False)
+  in_fair_warmup = search_cfg.in_fair_warmup(step)
   if search_cfg.fair_warmup_steps:
     fair = gumbel.fair_sample(key, params["arch"], step)
     sample = jax.tree.map(lambda f, s: jnp.where(in_fair_warmup, f, s), fair, sample)
@@ -181,8 +183,7 @@ def _step_metrics(terms: dict, sample: dict, grads: Params, step: jax.Array | in
       temperature=search_cfg.temperature(step),
       depth=sample["depth_index"] + 1,
       # every cell ran and every head's loss counted
-      fair=jnp.asarray(step < search_cfg.fair_warmup_steps if search_cfg.fair_warmup_steps
-                       else False),
+      fair=jnp.asarray(search_cfg.in_fair_warmup(step)),
       ops_index=sample["ops_index"],
       weights_grad_norm=optax.tree.norm(grads["weights"]),
       arch_grad_norm=optax.tree.norm(grads["arch"]),
@@ -283,6 +284,8 @@ def make_separate_batches_step(supernet_cfg: supernet.SupernetConfig,
   arch_half = jax.jit(functools.partial(group_gradient, group="arch", **kwargs))
   update = jax.jit(functools.partial(apply_gradients, optimizer=optimizer),
                    donate_argnums=(0,) if donate_state else ())
+  # One compiled call per step, not a dozen eager ops on the hot path.
+  step_metrics = jax.jit(functools.partial(_step_metrics, search_cfg=search_cfg))
 
   def step_fn(state, batch, arch_batch, emb_tables, key, step):
     weights_grad, terms, sample = weights_half(state.params, batch, emb_tables, key, step)
@@ -291,7 +294,7 @@ def make_separate_batches_step(supernet_cfg: supernet.SupernetConfig,
     else:
       arch_grad, arch_terms, _ = arch_half(state.params, arch_batch, emb_tables, key, step)
     grads = {"weights": weights_grad, "arch": arch_grad}
-    metrics = _step_metrics(terms, sample, grads, step, search_cfg)
+    metrics = step_metrics(terms, sample, grads, step)
     if arch_terms is not None:
       metrics["arch_batch_total"] = arch_terms["total"]
     return update(state, grads), metrics
