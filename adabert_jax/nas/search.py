@@ -102,7 +102,7 @@ def step_schedules(cfg: ml_collections.ConfigDict, setup: SearchSetup, steps_per
       total_steps=total_steps, temperature_start=cfg.temperature_start,
       temperature_end=cfg.temperature_end, temperature_schedule=cfg.temperature_schedule,
       temperature_anneal_rate=cfg.temperature_anneal_rate, steps_per_epoch=steps_per_epoch,
-      fair_warmup_steps=warmup_steps if cfg.warmup_sampling == "fair" else 0,
+      arch_warmup_steps=warmup_steps, fair_warmup=cfg.warmup_sampling == "fair",
       alpha_regulariser=cfg.alpha_regulariser)
 
 
@@ -282,13 +282,13 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
         config.data.max_len, bucket=cfg.bucket_lengths, start_step=in_epoch,
         rows=sharding.process_rows(mesh, cfg.batch_size)),
         batching.steps_per_epoch(arch_data, cfg.batch_size))
-  warmup_steps = steps_per_epoch * cfg.arch_warmup_epochs
 
   def train_step(state, batch, step):
     if arch_data is None:
       state, metrics = step_fn(state, device_batch(batch), emb, search_key, step)
     else:
       # No alpha batch while alpha is held still: its learning rate is 0 then.
+      warmup_steps = search_cfg.arch_warmup_steps
       arch_batch = (device_batch(arch_batches.at(step - warmup_steps))
                     if step >= warmup_steps else None)
       state, metrics = step_fn(state, device_batch(batch), arch_batch, emb, search_key, step)
@@ -330,8 +330,11 @@ def run_search(config: ml_collections.ConfigDict, task: Task,
                        rows=sharding.process_rows(mesh, cfg.batch_size)))
   step = max(step, total_steps)
   elapsed = time.time() - start_time
+  # With alpha's own batches, every step after the arch warm-up also read one of those.
+  arch_steps = (max(0, step - max(start_step, search_cfg.arch_warmup_steps))
+                if arch_data is not None else 0)
   return _finish(config, task, setup, state, history, cost_table, teacher_result, out_dir,
-                 elapsed, step - start_step, steps_per_epoch)
+                 elapsed, step - start_step, arch_steps, steps_per_epoch)
 
 
 class _BatchesByStep:
@@ -375,7 +378,7 @@ def _epoch_record(arch, cfg: supernet.SupernetConfig, terms: list[dict], *, epoc
 
 
 def _finish(config, task, setup, state, history, cost_table, teacher_result, out_dir,
-            elapsed, steps_run, steps_per_epoch) -> dict:
+            elapsed, steps_run, arch_steps_run, steps_per_epoch) -> dict:
   arch = jax.device_get(state.params["arch"])
   geno = genotype_lib.derive_genotype(arch, setup.supernet)
   plots.plot_cell(geno.ops, geno.num_nodes, geno.depth, os.path.join(out_dir, "cell.png"),
@@ -395,7 +398,10 @@ def _finish(config, task, setup, state, history, cost_table, teacher_result, out
       "dev_derived": history[-1]["dev_derived"] if history else None,
       "cost_table": cost_table.as_dict(),
       "wall_time_s_this_run": round(elapsed, 1), "steps_this_run": steps_run,
+      # The weights' examples; with search.arch_split, examples_read_per_s adds alpha's.
       "examples_per_s": round(steps_run * config.search.batch_size / max(elapsed, 1e-9), 1),
+      "examples_read_per_s": round((steps_run + arch_steps_run) * config.search.batch_size
+                                   / max(elapsed, 1e-9), 1),
       "steps_per_epoch": steps_per_epoch,
       "train_examples": steps_per_epoch * config.search.batch_size,
       "fingerprint": search_fingerprint(config, teacher_result["checkpoint_id"],

@@ -60,8 +60,11 @@ class SearchConfig:
   temperature_schedule: str = "exponential"
   temperature_anneal_rate: float = 0.02
   steps_per_epoch: int = 0
-  # The first steps sample fairly (gumbel.fair_sample) instead of from alpha.
-  fair_warmup_steps: int = 0
+  # Alpha is held still (its learning rate 0, make_optimizer) for these first steps; the
+  # driver feeds a split step no alpha batch then.
+  arch_warmup_steps: int = 0
+  # Those steps sample fairly (gumbel.fair_sample) instead of from alpha.
+  fair_warmup: bool = False
   # beta-DARTS: + lambda * mean over edges of logsumexp(alpha_ops), lambda ramped linearly
   # from 0 to this over total_steps (0: off).
   alpha_regulariser: float = 0.0
@@ -73,7 +76,7 @@ class SearchConfig:
                                  steps_per_epoch=self.steps_per_epoch)
 
   def in_fair_warmup(self, step: jax.Array | int) -> jax.Array | bool:
-    return step < self.fair_warmup_steps if self.fair_warmup_steps else False
+    return step < self.arch_warmup_steps if self.fair_warmup else False
 
   def regulariser_weight(self, step: jax.Array | int) -> jax.Array:
     progress = jnp.clip(jnp.asarray(step, jnp.float32) / self.total_steps, 0.0, 1.0)
@@ -162,7 +165,7 @@ def _step_loss(params: Params, batch: dict[str, Any], emb_tables: dict[str, jax.
   # gradient back to alpha.
   sample = sampler(sample_key, params["arch"], search_cfg.temperature(step))
   in_fair_warmup = search_cfg.in_fair_warmup(step)
-  if search_cfg.fair_warmup_steps:
+  if search_cfg.fair_warmup and search_cfg.arch_warmup_steps:
     fair = gumbel.fair_sample(key, params["arch"], step)
     sample = jax.tree.map(lambda f, s: jnp.where(in_fair_warmup, f, s), fair, sample)
   # Fair steps mix every head's loss (fair_sample's uniform depth weights), so every head

@@ -101,9 +101,11 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(prepared, tiny
   """Also with alpha's own batches (arch_split), which must be read again from where the
   stopped run left them."""
   straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
-  # 4 steps an epoch at arch_split 0.5 (3 epochs), so 12 steps cross epochs of both parts
+  # 4 steps an epoch at arch_split 0.5 (3 epochs), so 12 steps cross epochs of both parts;
+  # alpha is held still (and reads no batch of its own) in the first 4.
   def config(max_steps):
-    return _config(tiny_bert_dir, max_steps=max_steps, epochs=3, arch_split=arch_split)
+    return _config(tiny_bert_dir, max_steps=max_steps, epochs=3, arch_split=arch_split,
+                   arch_warmup_epochs=1)
 
   _search(config(12), prepared, straight)
   # Stop after 5 steps (checkpointed at the stop), then run the same search to 12 steps.
@@ -111,6 +113,12 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(prepared, tiny
   assert first["steps_this_run"] == 5
   second = _search(config(12), prepared, resumed)
   assert second["steps_this_run"] == 7  # picked up at step 5
+  # examples_read_per_s adds alpha's batches: 1 of the first run's 5 steps read one (the
+  # others were the warm-up's), all 7 of the second's.
+  for run, arch_steps in ((first, 1), (second, 7)):
+    ratio = run["examples_read_per_s"] / run["examples_per_s"]
+    expected = 1 + (arch_steps / run["steps_this_run"] if arch_split else 0)
+    assert ratio == pytest.approx(expected, rel=0.02)
   a, b = _final_params(straight), _final_params(resumed)
   jax.tree.map(np.testing.assert_array_equal, a, b)  # bitwise on CPU
   assert second["genotype"] == json.load(open(os.path.join(

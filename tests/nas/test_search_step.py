@@ -159,12 +159,13 @@ def test_fair_warmup_trains_every_op_of_every_edge_equally_often(setup):
   np.testing.assert_array_equal(  # a pure function of (key, step)
       gumbel.fair_sample(key, arch, 4)["ops_index"], index[4])
 
-  # In the step: fair samples before fair_warmup_steps, alpha's Gumbel samples after.
+  # In the step: fair samples in the arch warm-up, alpha's Gumbel samples after.
   emb_tables, op_costs = setup
   optimizer = search_step.make_optimizer(search_step.OptimizerConfig(), STEPS)
   state = search_step.init_search_state(jax.random.key(0), CFG, TEACHER_WIDTH, CLASSES,
                                         optimizer)
-  fair_cfg = search_step.SearchConfig(total_steps=STEPS, fair_warmup_steps=3)
+  fair_cfg = search_step.SearchConfig(total_steps=STEPS, arch_warmup_steps=3,
+                                       fair_warmup=True)
   plain_cfg = search_step.SearchConfig(total_steps=STEPS)
   run = {c: search_step.make_search_step(CFG, losses.LossConfig(), c, optimizer, op_costs)
          for c in (fair_cfg, plain_cfg)}
@@ -202,7 +203,8 @@ def test_fair_steps_train_every_head_whatever_the_depth_mix(setup, depth_mix):
   for k in range(CFG.k_max):
     assert np.any(head_grads_KFC[k] != 0), f"head {k + 1} gets no gradient"
   # The step (jitted, step traced) takes that loss on its fair steps.
-  fair_cfg = search_step.SearchConfig(total_steps=STEPS, fair_warmup_steps=3)
+  fair_cfg = search_step.SearchConfig(total_steps=STEPS, arch_warmup_steps=3,
+                                       fair_warmup=True)
   run = search_step.make_search_step(CFG, loss_cfg, fair_cfg, optimizer, op_costs)
   total = float(run(state, batch, emb_tables, key, step)[1]["total"])
   assert total == pytest.approx(float(loss(state.params, True)), rel=1e-5)
