@@ -151,8 +151,8 @@ def _real_requests(real: dict[str, np.ndarray], batch_size: int, max_len: int,
   n = len(lengths)
 
   def cut(idx):
-    return batching.trim(batching.take(features, idx), batching.bucket_for(lengths[idx],
-                                                                           max_len))
+    return batching.trim(batching.take(features, idx), batching.bucket_for(
+        lengths[idx], max_len, inference=True))
 
   singles = [cut(np.array([i])) for i in rng.choice(n, requests, replace=n < requests)]
   return singles, cut(np.sort(rng.choice(n, batch_size, replace=n < batch_size)))

@@ -148,6 +148,24 @@ def test_fixed_subset_is_seeded_ordered_and_whole_rows():
                                   arrays["label"])
 
 
+def test_inference_passes_take_finer_buckets_than_training():
+  assert batching.bucket_lengths(64) == (16, 32, 64)
+  assert batching.inference_bucket_lengths(64) == (16, 24, 32, 48, 64)
+  assert batching.inference_bucket_lengths(128) == (16, 24, 32, 48, 64, 96, 128)
+  assert batching.inference_bucket_lengths(100) == (25, 37, 50, 75, 100)
+  lengths = np.array([60, 10, 40, 20, 30, 33])
+  mask = (np.arange(64)[None] < lengths[:, None]).astype(np.int32)
+  arrays = {"input_ids": mask * 7, "token_type_ids": 0 * mask, "attention_mask": mask,
+            "label": np.zeros(len(lengths), np.int32)}
+  # Sorted by length, two a batch: (10, 20), (30, 33), (40, 60).
+  batches = list(batching.length_sorted_eval_batches(arrays, 2, 64))
+  assert [b["input_ids"].shape[1] for _, b in batches] == [24, 48, 64]
+  for idx, batch in batches:  # no real token is cut
+    np.testing.assert_array_equal(batch["attention_mask"].sum(1), lengths[idx])
+  # Training batches keep the coarse ones (a compile per shape of a training step).
+  assert [batching.bucket_for(lengths[idx], 64) for idx, _ in batches] == [32, 64, 64]
+
+
 def test_each_process_reads_its_own_block_of_every_batch():
   """The rows a process of a multi-process run gathers (rows=sharding.process_rows) are
   exactly its block of the batch a single process gathers, trimmed to the same length."""
