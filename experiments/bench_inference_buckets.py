@@ -64,6 +64,7 @@ def main(argv):
     for name, bucket_set in sets.items():
       seconds, outputs[name] = label(bucket_set)
       times[name].append(seconds)
+  batching.inference_bucket_lengths = fine
   coarse, finer = (min(t) for t in times.values())
   print(f"{len(idx)} augmented copies of {workdir}, max_len {max_len}, batch "
         f"{config.probes.batch_size}, {os.cpu_count()} CPUs; best of {flags.FLAGS.repeats}:")
