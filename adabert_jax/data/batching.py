@@ -134,8 +134,8 @@ def inference_bucket_lengths(max_len: int) -> tuple[int, ...]:
   """bucket_lengths and one more between each two of them (1.5x the shorter). A forward
   pass compiles in seconds, where a training step takes many, so the passes that only run
   a model over examples (length_sorted_eval_batches: knowledge, augment, derive, predict)
-  take these two extra shapes per doubling: a batch is then at most a third padding, not
-  half. On the demo's augmented sentences that is 16% fewer tokens."""
+  take one more shape per doubling: a batch is then at most a third padding, not half. On
+  the demo's augmented sentences that is 16% fewer tokens."""
   lengths = bucket_lengths(max_len)
   return tuple(sorted(set(lengths) | {b + b // 2 for b in lengths[:-1]}))
 
