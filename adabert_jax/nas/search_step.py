@@ -75,8 +75,13 @@ class SearchConfig:
                                  anneal_rate=self.temperature_anneal_rate,
                                  steps_per_epoch=self.steps_per_epoch)
 
+  @property
+  def samples_fairly(self) -> bool:
+    """Whether any step samples fairly (a fair warm-up of at least one step)."""
+    return self.fair_warmup and self.arch_warmup_steps > 0
+
   def in_fair_warmup(self, step: jax.Array | int) -> jax.Array | bool:
-    return step < self.arch_warmup_steps if self.fair_warmup else False
+    return step < self.arch_warmup_steps if self.samples_fairly else False
 
   def regulariser_weight(self, step: jax.Array | int) -> jax.Array:
     progress = jnp.clip(jnp.asarray(step, jnp.float32) / self.total_steps, 0.0, 1.0)
@@ -165,7 +170,7 @@ def _step_loss(params: Params, batch: dict[str, Any], emb_tables: dict[str, jax.
   # gradient back to alpha.
   sample = sampler(sample_key, params["arch"], search_cfg.temperature(step))
   in_fair_warmup = search_cfg.in_fair_warmup(step)
-  if search_cfg.fair_warmup and search_cfg.arch_warmup_steps:
+  if search_cfg.samples_fairly:
     fair = gumbel.fair_sample(key, params["arch"], step)
     sample = jax.tree.map(lambda f, s: jnp.where(in_fair_warmup, f, s), fair, sample)
   # Fair steps mix every head's loss (fair_sample's uniform depth weights), so every head
